@@ -1,0 +1,46 @@
+"""`python -m dhan_trading <command>`: one entry point for every command of the suite.
+
+Each command lives in its own module with a `main(argv) -> int`; this table only names them,
+so `--help` stays fast and a command's heavy imports load only when it runs.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("dhan_trading.demo", "the whole pipeline on the simulator (embedded Redis + SQLite): "
+             "demo [--duration S]"),
+    "simulator": ("dhan_trading.simulator.server", "the local Dhan-protocol exchange simulator: "
+                  "simulator [--host H] [--port P] [--rate R] [--seed N]"),
+    "replay": ("dhan_trading.simulator.replay", "serve a recorded raw-frame capture: replay FILE [--speed X]"),
+    "feed": ("dhan_trading.market_feed.launcher", "the F&O feed (same as launch_fno_feed.py): "
+             "feed [--force] [--mcx]"),
+    "writer": ("dhan_trading.subscribers.fno_db_writer", "the batching DB writer"),
+    "instruments": ("dhan_trading.instruments.display", "show the instrument universe: "
+                    "instruments [--mcx] [--json]"),
+    "services": ("dhan_trading.services.cli", "manage services: services list|status|start|stop|"
+                 "restart|start-all|stop-all|logs NAME"),
+    "scheduler": ("dhan_trading.scheduler.market_scheduler", "the market scheduler: "
+                  "scheduler [--plan DATE --json] [--dry-run]"),
+    "check": ("dhan_trading.test_all_services", "check Redis, the database and every service's health"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="python -m dhan_trading",
+        description="Dhan Trading System. Run `python -m dhan_trading COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()))
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(argv[:1] if argv else argv)
+    module = importlib.import_module(COMMANDS[ns.command][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
