@@ -1,0 +1,307 @@
+"""Main-feed decoder: a batch of raw frames -> events (DESIGN §3.3), in arrival order.
+
+Why batches and numpy: the feed drains its receive queue in batches, and decoding a batch
+through numpy views of the packet layouts costs a fraction of a per-packet Python decode (see
+docs/PERFORMANCE.md). Every packet of every frame is decoded, walking frames by the length
+field. A malformed frame (truncated, wrong length, text, random bytes, non-finite prices) never
+raises: what is valid is decoded and the rest is counted in `errors` with a reason.
+
+Decoding yields typed records per packet code (numpy rows, prices snapped to the tick grid);
+`Decoded.render()` turns them into the JSON published to Redis, column by column, with orjson
+rendering the numbers; `Decoded.events()` parses that JSON back for callers that want dicts.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import orjson
+
+from .packets import (DISCONNECT, DTYPES, FULL, HEADER, INDEX, MARKET_STATUS, OI, PREV_CLOSE,
+                      QUOTE, SIZES, TICKER)
+from .segments import SEGMENT_CODES, segment_name
+
+CH_TICKS, CH_QUOTES, CH_DEPTH = "dhan:ticks", "dhan:quotes", "dhan:depth"
+DEFAULT_TICK = 0.01  # "2 decimals when unknown"
+
+_SEG_BYTES = [segment_name(code).encode() for code in range(256)]
+
+# Per packet code: (event type, channel, [(json key, column, kind)]) where kind is
+# "tick" (price rounded to the instrument's tick), "p2" (price rounded to 2 decimals) or "int".
+_QUOTE_FIELDS = [("ltp", "ltp", "tick"), ("ltt", "ltt", "int"), ("ltq", "ltq", "int"),
+                 ("atp", "atp", "p2"), ("volume", "volume", "int"),
+                 ("total_buy_qty", "total_buy_qty", "int"), ("total_sell_qty", "total_sell_qty", "int"),
+                 ("open", "open", "tick"), ("high", "high", "tick"), ("low", "low", "tick"),
+                 ("close", "close", "tick")]
+_LAYOUT: dict[int, tuple[str, str, list[tuple[str, str, str]]]] = {
+    TICKER: ("ticker", CH_TICKS, [("ltp", "ltp", "tick"), ("ltt", "ltt", "int")]),
+    QUOTE: ("quote", CH_QUOTES, _QUOTE_FIELDS),
+    FULL: ("full", CH_QUOTES, _QUOTE_FIELDS + [("oi", "oi", "int"), ("oi_day_high", "oi_day_high", "int"),
+                                               ("oi_day_low", "oi_day_low", "int")]),
+    OI: ("oi", CH_QUOTES, [("oi", "oi", "int")]),
+    PREV_CLOSE: ("prev_close", CH_QUOTES, [("prev_close", "prev_close", "tick"), ("prev_oi", "prev_oi", "int")]),
+    MARKET_STATUS: ("market_status", CH_QUOTES, []),
+}
+
+
+def _template(event_type: str, fields: list[tuple[str, str, str]]) -> bytes:
+    body = "".join(f',"{key}":%b' for key, _, _ in fields)
+    return ('{"type":"%s","exchange_segment":"%%b","security_id":%%b,"recv_ts":%%b%s}'
+            % (event_type, body)).encode()
+
+
+_TEMPLATES = {code: _template(t, f) for code, (t, _, f) in _LAYOUT.items()}
+_DEPTH_LEVELS = ",".join(["[%b,%b,%b]"] * 5)
+_DEPTH_TEMPLATE = ('{"type":"depth","exchange_segment":"%b","security_id":%b,"recv_ts":%b,'
+                   '"levels":5,"bids":[' + _DEPTH_LEVELS + '],"asks":[' + _DEPTH_LEVELS + ']}').encode()
+
+
+class TickTable:
+    """Tick size per instrument, looked up for a whole column at once (sorted keys + searchsorted)."""
+
+    def __init__(self, ticks: Mapping[tuple[str, int], float] | None = None):
+        ticks = ticks or {}
+        keys = np.array([(SEGMENT_CODES.get(seg, 255) << 32) | sid for seg, sid in ticks], dtype=np.uint64)
+        values = np.array(list(ticks.values()), dtype=np.float64)
+        order = np.argsort(keys)
+        self.keys, self.values = keys[order], values[order]
+
+    def lookup(self, segments: np.ndarray, security_ids: np.ndarray) -> np.ndarray:
+        result = np.full(len(segments), DEFAULT_TICK)
+        if len(self.keys) and len(segments):
+            keys = (segments.astype(np.uint64) << np.uint64(32)) | security_ids.astype(np.uint64)
+            pos = np.searchsorted(self.keys, keys)
+            pos[pos >= len(self.keys)] = 0
+            found = self.keys[pos] == keys
+            result[found] = self.values[pos[found]]
+        return result
+
+
+def round_to_tick(prices: np.ndarray, ticks: np.ndarray) -> np.ndarray:
+    """Snap float32 wire prices onto the tick grid (exact below 2^17 for 0.05 ticks, §2.9)."""
+    return np.round(np.round(prices / ticks) * ticks, 4)
+
+
+@dataclass
+class PacketRecords:
+    """Decoded packets of one code: the raw rows, their receive times, arrival order and the
+    price columns already snapped to the tick grid (float64)."""
+
+    code: int
+    rows: np.ndarray
+    recv_ts: np.ndarray
+    order: np.ndarray
+    prices: dict[str, np.ndarray]
+
+
+@dataclass
+class Decoded:
+    """What one batch of frames decoded to: typed records per packet code, plus the counts."""
+
+    records: list[PacketRecords] = field(default_factory=list)
+    disconnects: list[tuple[str, int, int]] = field(default_factory=list)  # (segment, id, reason)
+    packets: int = 0
+    skipped: int = 0           # code 1 (index) and unknown codes: counted, not decoded
+    errors: int = 0            # malformed frames / packets
+    error_reasons: Counter = field(default_factory=Counter)
+    _rendered: tuple[list[str], list[bytes]] | None = None
+
+    def error(self, reason: str, count: int = 1) -> None:
+        self.errors += count
+        self.error_reasons[reason] += count
+
+    def render(self) -> tuple[list[str], list[bytes]]:
+        """(channel, JSON payload) of every event, in arrival order (a full packet gives two)."""
+        if self._rendered is None:
+            self._rendered = render(self.records)
+        return self._rendered
+
+    @property
+    def channels(self) -> list[str]:
+        return self.render()[0]
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return self.render()[1]
+
+    def events(self) -> list[dict]:
+        return [orjson.loads(p) for p in self.payloads]
+
+    def continuity(self) -> dict[tuple[str, int], tuple[int, int | None]]:
+        """Last (ltt, cumulative volume or None) per (segment, security id) in this batch."""
+        out: dict[tuple[str, int], tuple[int, int | None]] = {}
+        for rec in sorted((r for r in self.records if r.code in (TICKER, QUOTE, FULL)), key=lambda r: r.order[-1]):
+            order = np.argsort(rec.order)
+            names = [segment_name(s) for s in rec.rows["segment"][order].tolist()]
+            vols = rec.rows["volume"][order].tolist() if rec.code != TICKER else [None] * len(names)
+            out.update(zip(zip(names, rec.rows["security_id"][order].tolist()),
+                           zip(rec.rows["ltt"][order].tolist(), vols)))
+        return out
+
+
+class FeedDecoder:
+    """Decodes main-feed frames; holds only the tick table (no other state between batches)."""
+
+    def __init__(self, ticks: Mapping[tuple[str, int], float] | TickTable | None = None):
+        self.ticks = ticks if isinstance(ticks, TickTable) else TickTable(ticks)
+
+    def decode(self, frames: Sequence[bytes | str], recv_ts: Sequence[int] | int) -> Decoded:
+        """Decode `frames` received at `recv_ts` (one ns timestamp per frame, or one for all)."""
+        out = Decoded()
+        if not frames:
+            return out
+        if any(not isinstance(f, (bytes, bytearray, memoryview)) for f in frames):
+            kept = [(f, t) for f, t in zip(frames, _per_frame(recv_ts, len(frames)))
+                    if isinstance(f, (bytes, bytearray, memoryview))]
+            out.error("text frame", len(frames) - len(kept))
+            frames, recv_ts = [f for f, _ in kept], [t for _, t in kept]
+            if not frames:
+                return out
+        n = len(frames)
+        stamps = np.asarray(_per_frame(recv_ts, n), dtype=np.int64)
+        sizes = np.fromiter(map(len, frames), np.int64, n)
+        buf = b"".join(frames)
+        u8 = np.frombuffer(buf, np.uint8)
+        starts = np.zeros(n, np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+
+        big = sizes >= 8
+        short = int(n - np.count_nonzero(big))
+        if short:
+            out.error("frame shorter than a header", short)
+        lengths = np.zeros(n, np.int64)
+        lengths[big] = u8[starts[big] + 1].astype(np.int64) | (u8[starts[big] + 2].astype(np.int64) << 8)
+        single = big & (lengths == sizes)
+        p_start, p_frame = starts[single], np.flatnonzero(single)
+        multi = np.flatnonzero(big & ~single)
+        if len(multi):
+            extra_start, extra_frame = _split(buf, starts, sizes, multi, out)
+            p_start = np.concatenate([p_start, extra_start])
+            p_frame = np.concatenate([p_frame, extra_frame])
+        if not len(p_start):
+            return out
+        p_code = u8[p_start]
+        p_len = u8[p_start + 1].astype(np.int64) | (u8[p_start + 2].astype(np.int64) << 8)
+        out.packets = len(p_start)
+
+        for code in np.unique(p_code).tolist():
+            sel = p_code == code
+            if code not in SIZES:
+                out.skipped += int(np.count_nonzero(sel))
+                if code != INDEX:
+                    out.error_reasons[f"unknown packet code {code}"] += int(np.count_nonzero(sel))
+                continue
+            size = SIZES[code]
+            ok = sel & (p_len >= size)
+            bad = int(np.count_nonzero(sel) - np.count_nonzero(ok))
+            if bad:
+                out.error(f"packet code {code} shorter than {size} bytes", bad)
+            if not ok.any():
+                continue
+            starts_ok = p_start[ok]
+            rows = u8[starts_ok[:, None] + np.arange(size)].view(DTYPES[code]).ravel()
+            if code == DISCONNECT:
+                out.disconnects += [(segment_name(s), i, r) for s, i, r in zip(
+                    rows["segment"].tolist(), rows["security_id"].tolist(), rows["reason"].tolist())]
+                continue
+            rec = self._records(code, rows, stamps[p_frame[ok]], starts_ok * 2, out)
+            if rec is not None:
+                out.records.append(rec)
+        return out
+
+    def _records(self, code: int, rows: np.ndarray, stamps: np.ndarray, order: np.ndarray,
+                 out: Decoded) -> PacketRecords | None:
+        """Snap prices to the tick grid; rows with non-finite prices are counted and dropped."""
+        price_cols = _PRICE_COLUMNS[code]
+        if price_cols:
+            finite = np.logical_and.reduce([np.isfinite(rows[c]) for c in price_cols])
+            if not finite.all():
+                out.error(f"non-finite price in {_LAYOUT[code][0]} packet", int(len(rows) - np.count_nonzero(finite)))
+                rows, stamps, order = rows[finite], stamps[finite], order[finite]
+                if not len(rows):
+                    return None
+        tick = self.ticks.lookup(rows["segment"], rows["security_id"]) if price_cols else None
+        prices = {c: (np.round(rows[c].astype(np.float64), 2) if c == "atp"
+                      else round_to_tick(rows[c].astype(np.float64), tick)) for c in price_cols}
+        return PacketRecords(code, rows, stamps, order, prices)
+
+
+_PRICE_COLUMNS = {code: [col for _, col, kind in fields if kind != "int"] for code, (_, _, fields) in _LAYOUT.items()}
+_PRICE_COLUMNS[FULL] = _PRICE_COLUMNS[FULL] + [f"{s}_price{i}" for i in range(5) for s in ("bid", "ask")]
+_SEG_OBJ = np.array(_SEG_BYTES, dtype=object)
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+
+
+def _texts(values: np.ndarray) -> list[bytes]:
+    """JSON text of every value of a column, rendered in one C call (orjson) and split."""
+    return orjson.dumps(np.ascontiguousarray(values), option=_NUMPY)[1:-1].split(b",")
+
+
+def _column(rec: PacketRecords, col: str) -> list[bytes]:
+    return _texts(rec.prices[col] if col in rec.prices else rec.rows[col])
+
+
+def _render_one(rec: PacketRecords) -> list[bytes]:
+    _, _, fields = _LAYOUT[rec.code]
+    cols = [_SEG_OBJ[rec.rows["segment"]].tolist(), _texts(rec.rows["security_id"]), _texts(rec.recv_ts)]
+    cols += [_column(rec, col) for _, col, _ in fields]
+    return [_TEMPLATES[rec.code] % row for row in zip(*cols)]
+
+
+def _render_depth(rec: PacketRecords) -> list[bytes]:
+    cols = [_SEG_OBJ[rec.rows["segment"]].tolist(), _texts(rec.rows["security_id"]), _texts(rec.recv_ts)]
+    for side in ("bid", "ask"):
+        for i in range(5):
+            cols += [_column(rec, f"{side}_price{i}"), _column(rec, f"{side}_qty{i}"),
+                     _column(rec, f"{side}_orders{i}")]
+    return [_DEPTH_TEMPLATE % row for row in zip(*cols)]
+
+
+def render(records: list[PacketRecords]) -> tuple[list[str], list[bytes]]:
+    """Records -> (channels, JSON payloads) in arrival order; the depth of a full packet follows it."""
+    parts: list[tuple[np.ndarray, str, list[bytes]]] = []
+    for rec in records:
+        parts.append((rec.order, _LAYOUT[rec.code][1], _render_one(rec)))
+        if rec.code == FULL:
+            parts.append((rec.order + 1, CH_DEPTH, _render_depth(rec)))
+    if not parts:
+        return [], []
+    if len(parts) == 1:
+        return [parts[0][1]] * len(parts[0][2]), parts[0][2]
+    payloads = [p for _, _, part in parts for p in part]
+    channels = [c for _, c, part in parts for _ in part]
+    order = np.argsort(np.concatenate([o for o, _, _ in parts]), kind="stable").tolist()
+    return [channels[i] for i in order], [payloads[i] for i in order]
+
+
+def _split(buf: bytes, starts, sizes, frames: np.ndarray, out: Decoded):
+    """Walk the frames that hold several packets (or a bad length) packet by packet."""
+    p_start: list[int] = []
+    p_frame: list[int] = []
+    unpack = HEADER.unpack_from
+    for f in frames.tolist():
+        base, end = int(starts[f]), int(starts[f] + sizes[f])
+        off = base
+        while off + 8 <= end:
+            length = unpack(buf, off)[1]
+            if length < 8 or off + length > end:
+                out.error("packet length field runs past the frame" if length >= 8 else "packet length < 8")
+                break
+            p_start.append(off)
+            p_frame.append(f)
+            off += length
+        else:
+            if off != end:
+                out.error("trailing bytes after the last packet")
+    return np.asarray(p_start, np.int64), np.asarray(p_frame, np.int64)
+
+
+def _per_frame(recv_ts: Sequence[int] | int, n: int) -> Sequence[int]:
+    return [recv_ts] * n if isinstance(recv_ts, int) else recv_ts
+
+
+def decode_frames(frames: Iterable[bytes], recv_ts: int, ticks: Mapping[tuple[str, int], float] | None = None) -> Decoded:
+    """Convenience: decode frames with a one-off decoder (the feed keeps a FeedDecoder)."""
+    return FeedDecoder(ticks).decode(list(frames), recv_ts)
