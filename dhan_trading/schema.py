@@ -119,7 +119,7 @@ quotes = Table(
     "dhan_quotes", metadata, *_event_columns(),
     Column("type", String(16), nullable=False),
     Column("ltp", Price), Column("ltt", BigInteger),
-    *[c.copy() for c in _QUOTE_NUMBERS],
+    *_QUOTE_NUMBERS,
     Index("ix_quotes_instrument_time", "security_id", "recv_ts"),
     mysql_engine="InnoDB", mysql_charset="utf8mb4",
 )

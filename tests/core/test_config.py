@@ -1,0 +1,99 @@
+"""Configuration: defaults, validation errors that name the variable and the fix, secret masking."""
+import logging
+
+import pytest
+
+from dhan_trading.config import (DHAN_SCRIP_MASTER_URL, SAMPLE_INSTRUMENTS_CSV, ConfigError, Secret,
+                                 load_settings, mask_url)
+from dhan_trading.logs import MaskSecrets, setup_logging
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_run_everything_embedded(settings_env):
+    s = settings_env()
+    assert s.redis_url is None and not s.mysql_configured
+    assert s.database_url().startswith("sqlite:///") and s.database_url().endswith("dhan_trading.sqlite3")
+    assert s.feed_url == "wss://api-feed.dhan.co" and s.uses_dhan
+    assert s.instruments_csv == DHAN_SCRIP_MASTER_URL  # the real master when the feed points at Dhan
+    assert s.feed_stall_timeout == 60.0
+
+
+def test_simulator_url_uses_the_sample_master_and_needs_no_credentials(settings_env):
+    s = settings_env(DHAN_FEED_URL="ws://127.0.0.1:8765")
+    assert s.instruments_csv == str(SAMPLE_INSTRUMENTS_CSV)
+    s.require_credentials()  # no error
+
+
+def test_live_feed_without_credentials_says_how_to_fix(settings_env):
+    with pytest.raises(ConfigError, match="DHAN_CLIENT_ID and DHAN_ACCESS_TOKEN.*env.example"):
+        settings_env().require_credentials()
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("REDIS_URL", "localhost:6379", "REDIS_URL.*redis://"),
+    ("REDIS_URL", "redis://127.0.0.1:notaport/0", "REDIS_URL.*port"),
+    ("DHAN_DB_PORT", "three", "DHAN_DB_PORT='three' is not a whole number"),
+    ("DHAN_DB_PORT", "70000", "DHAN_DB_PORT=70000 is out of range"),
+    ("DHAN_FEED_STALL_TIMEOUT", "soon", "DHAN_FEED_STALL_TIMEOUT"),
+    ("DHAN_FEED_STALL_TIMEOUT", "0", "at least 1"),
+    ("DHAN_FEED_URL", "http://api-feed.dhan.co", "DHAN_FEED_URL.*ws://"),
+    ("DHAN_DB_URL", "postgres://x/y", "DHAN_DB_URL"),
+    ("DHAN_LOG_LEVEL", "LOUD", "DHAN_LOG_LEVEL"),
+    ("DHAN_DEPTH_INSTRUMENTS", "NSE_FNO:1,XYZ:2", "DHAN_DEPTH_INSTRUMENTS.*XYZ:2"),
+    ("DHAN_DEPTH_INSTRUMENTS", ",".join(f"NSE_FNO:{i}" for i in range(51)), "at most 50"),
+])
+def test_bad_values_name_the_variable(settings_env, name, value, expected):
+    with pytest.raises(ConfigError, match=expected):
+        settings_env(**{name: value})
+
+
+def test_mysql_url_quotes_the_password_and_never_shows_it(settings_env):
+    s = settings_env(DHAN_DB_HOST="db.local", DHAN_DB_USER="trader", DHAN_DB_PASSWORD="p@ss:w/rd#1")
+    assert s.database_url() == "mysql+pymysql://trader:p%40ss%3Aw%2Frd%231@db.local:3306/dhan_trading?charset=utf8mb4"
+    assert s.database_url("other").split("/")[-1].startswith("other")
+    assert "p@ss" not in repr(s) and "p%40ss" not in repr(s)
+
+
+def test_db_url_wins_and_plain_mysql_scheme_gets_pymysql(settings_env):
+    s = settings_env(DHAN_DB_URL="mysql://root@127.0.0.1:3306/x", DHAN_DB_HOST="ignored")
+    assert s.database_url() == "mysql+pymysql://root@127.0.0.1:3306/x"
+
+
+def test_secrets_never_appear_in_repr_str_or_format(settings_env):
+    s = settings_env(DHAN_ACCESS_TOKEN="eyJhbGciOiJIUzUxMiJ9.secret", DHAN_CLIENT_ID="1000000001")
+    for text in (repr(s), str(s), f"{s.access_token}", str(s.access_token), repr(s.access_token)):
+        assert "eyJhbGci" not in text
+    assert s.access_token.reveal() == "eyJhbGciOiJIUzUxMiJ9.secret"
+    assert repr(Secret("")) == "Secret('')"
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DHAN_DB_NAME=from_file\nDHAN_DB_PORT=3307\n")
+    s = load_settings(environ={"DHAN_DB_PORT": "3308"}, dotenv_path=env_file)
+    assert (s.db_name, s.db_port) == ("from_file", 3308)
+
+
+def test_mask_url_hides_tokens_and_passwords():
+    url = "wss://api-feed.dhan.co?version=2&token=abc.def.ghi&clientId=1000000001&authType=2"
+    masked = mask_url(url)
+    assert "abc.def" not in masked and "token=***" in masked and "clientId=1000000001" in masked
+    assert mask_url("mysql+pymysql://u:hunter2@h/db") == "mysql+pymysql://u:***@h/db"
+    assert mask_url(None) == ""
+
+
+def test_log_files_mask_tokens_whatever_logged_them(settings_env, capsys):
+    s = settings_env(DHAN_ACCESS_TOKEN="tok-SECRET-123", DHAN_CLIENT_ID="1")
+    log = setup_logging("unit_test_service", settings=s)
+    log.info("connecting to %s", "wss://x?token=tok-SECRET-123&clientId=1")
+    logging.getLogger("other").warning("raw secret tok-SECRET-123 in text")
+    for h in logging.getLogger().handlers:
+        h.flush()
+    text = (s.data_dir / "logs" / "unit_test_service.log").read_text() + capsys.readouterr().err
+    assert "tok-SECRET-123" not in text
+    assert text.count("***") >= 2
+    assert MaskSecrets(("abcd",)).mask("x abcd y") == "x *** y"
+    for h in list(logging.getLogger().handlers):
+        logging.getLogger().removeHandler(h)
+        h.close()
