@@ -198,3 +198,58 @@ def _ping(sock: Path) -> bool:
             client.close()
     except redis.RedisError:
         return False
+
+
+# ---- safe trimming -------------------------------------------------------------------------
+# Per stream: above `maxlen` entries, remove the oldest ones, but only those the writer's group
+# has acknowledged (ids below its oldest pending entry, or up to its last-delivered id when
+# nothing is pending). A stream without the group is trimmed to MAXLEN ~ maxlen: a writer that
+# starts later then stores the last `maxlen` entries, and the stream never grows without bound.
+# Atomic in Redis, so nothing can be delivered or acknowledged between the check and the trim.
+_SAFE_TRIM_LUA = """
+local group, maxlen, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local trimmed = 0
+  local len = redis.call('XLEN', key)
+  if len > maxlen then
+    local last = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, delivered
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then delivered = g[j + 1] end
+      end
+      if name == group then last = delivered end
+    end
+    if last == nil then
+      trimmed = redis.call('XTRIM', key, 'MAXLEN', '~', maxlen)
+    else
+      local pending = redis.call('XPENDING', key, group)
+      local upto = last
+      if tonumber(pending[1]) > 0 then upto = '(' .. pending[2] end
+      local acked = redis.call('XRANGE', key, '-', upto, 'COUNT', math.min(len - maxlen, cap))
+      if #acked > 0 then
+        local ms, seq = string.match(acked[#acked][1], '^(%d+)-(%d+)$')
+        trimmed = redis.call('XTRIM', key, 'MINID', '~', ms .. '-' .. string.format('%d', tonumber(seq) + 1))
+      end
+    end
+  end
+  out[i] = trimmed
+end
+return out
+"""
+# Entries inspected per stream and call: bounds the time Redis spends in one trim.
+SAFE_TRIM_MAX_PER_CALL = 20_000
+
+
+def trim_streams_safely(client: redis.Redis, maxlen: int, streams: tuple[str, ...] = STREAMS,
+                        group: str = WRITER_GROUP) -> dict[str, int]:
+    """Trim each stream towards `maxlen` entries without removing any entry `group` has not
+    acknowledged (DESIGN §3.3). Returns the number of entries removed per stream.
+
+    Call it often (the feed does, about once a second): each call removes at most
+    SAFE_TRIM_MAX_PER_CALL entries per stream, and `~` lets Redis trim whole nodes only.
+    """
+    removed = client.eval(_SAFE_TRIM_LUA, len(streams), *streams, group, int(maxlen),
+                          SAFE_TRIM_MAX_PER_CALL)
+    return dict(zip(streams, (int(n) for n in removed)))

@@ -1,0 +1,390 @@
+"""The batching DB writer: Redis streams (consumer group) -> database, every event exactly once.
+
+Why a consumer group and not pub/sub: entries published while the writer is down or slow stay
+in the streams and are delivered later. The order that makes "exactly once" hold:
+
+1. read entries (our own unacknowledged ones first, then new ones; entries left pending by a
+   dead consumer are claimed with XAUTOCLAIM);
+2. insert the batch with a unique key (the entry id) and commit;
+3. only then acknowledge (XACK), together with the dead-letter records of poison entries, in
+   one MULTI/EXEC.
+
+A crash after 2 and before 3 replays the batch, and the unique key turns every replayed row
+into a no-op. While the database is down nothing is acknowledged and reading stops once the
+buffer holds `max_buffer_rows` (bounded memory); the same batch is retried with capped
+exponential backoff until it commits. A lost Redis connection is retried the same way.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+import redis
+
+from .. import bus
+from ..schema import event_id_to_stream_id
+from . import rows as R
+from .store import DatabaseUnavailable, EventStore, RowRejected
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE = "db_writer"
+DEAD_LETTER_MAXLEN = 100_000
+# A consumer with nothing pending and idle this long is a writer that exited: forget it.
+FORGET_CONSUMER_IDLE_MS = 3_600_000
+RETRY_MIN_S, RETRY_MAX_S = 0.25, 5.0
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    consumer: str
+    batch_rows: int = 5000
+    flush_ms: int = 200
+    max_buffer_rows: int = 50_000
+    claim_idle_ms: int = 15_000
+    claim_every_s: float = 5.0
+    trim_maxlen: int = 0  # 0: the writer leaves trimming to the feed
+    streams: tuple[str, ...] = bus.STREAMS
+    group: str = bus.WRITER_GROUP
+
+
+@dataclass
+class WriterStats:
+    """Counters the health thread reads; only the writer thread changes them."""
+
+    state: str = "starting"
+    rows_total: int = 0
+    batches: int = 0
+    poison_total: int = 0
+    errors: int = 0
+    last_error: str = ""
+    last_commit: float = 0.0  # time.time() of the last commit, 0 before the first
+    last_latency_s: float | None = None  # commit time minus the oldest recv_ts of that batch
+    buffered: int = 0
+
+
+@dataclass
+class DeadLetter:
+    stream: str
+    entry_id: bytes
+    reason: str
+    data: bytes | None
+
+
+@dataclass
+class Batch:
+    """Rows read but not yet committed, and the entry ids to acknowledge once they are."""
+
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: {t: [] for t in R.COLUMNS})
+    ids: dict[str, list[bytes]] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    count: int = 0
+    started: float = 0.0  # monotonic time of the first entry
+
+    def add(self, stream: str, entries: list, price: R.PriceCodec) -> None:
+        if not entries:
+            return
+        if not self.count:
+            self.started = time.monotonic()
+        table_rows = self.rows[R.STREAM_TABLE[stream]]
+        ids = self.ids.setdefault(stream, [])
+        for entry_id, fields in entries:
+            if entry_id is None:  # Redis 6.2 XAUTOCLAIM reports a deleted entry without its id
+                continue
+            try:
+                table_rows.append(R.entry_row(stream, entry_id, fields, price))
+            except R.Poison as exc:
+                self.dead.append(DeadLetter(stream, entry_id, str(exc),
+                                            fields.get(bus.STREAM_FIELD) if fields else None))
+            ids.append(entry_id)
+            self.count += 1
+
+
+class DbWriter:
+    """The writer loop. `run(stop)` returns after a final flush once `stop` is set."""
+
+    def __init__(self, connect: Callable[[], redis.Redis], store: EventStore, config: WriterConfig,
+                 on_commit: Callable[[dict[str, list[tuple]], float], None] | None = None):
+        self.connect = connect
+        self.client = connect()
+        self.store = store
+        self.config = config
+        self.on_commit = on_commit
+        self.stats = WriterStats()
+        self.batch = Batch()
+        self.acks: list[Batch] = []  # committed, not yet acknowledged (Redis was down)
+        self.cursor = {s: "0" for s in config.streams}  # "0": our own pending first, then ">"
+        self.db_retry_at = 0.0
+        self.db_backoff = RETRY_MIN_S
+        self.next_claim = 0.0
+        self.next_trim = 0.0
+
+    # ---- main loop ---------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        redis_backoff = RETRY_MIN_S
+        groups_ready = False
+        while not stop.is_set():
+            try:
+                if not groups_ready:
+                    self.ensure_groups()
+                    groups_ready = True
+                self.step()
+                redis_backoff = RETRY_MIN_S
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("consumer group vanished (Redis restarted empty?); creating it again")
+                groups_ready = False
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                self._error("redis_down", exc)
+                stop.wait(redis_backoff)
+                redis_backoff = min(redis_backoff * 2, RETRY_MAX_S)
+        self.shutdown()
+
+    def ensure_groups(self) -> None:
+        """Create the group at id 0 (a first start stores what the streams already hold)."""
+        for stream in self.config.streams:
+            try:
+                self.client.xgroup_create(stream, self.config.group, id="0", mkstream=True)
+                log.info("created consumer group %s on %s", self.config.group, stream)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        self.cursor = {s: "0" for s in self.config.streams}
+
+    def step(self) -> None:
+        """One turn: retry acks, claim orphans, read, and flush when the batch is due."""
+        now = time.monotonic()
+        if self.acks:
+            self._acknowledge()
+        db_down = now < self.db_retry_at
+        if now >= self.next_claim and not db_down:
+            self.next_claim = now + self.config.claim_every_s
+            self.claim_orphans()
+        room = self.config.max_buffer_rows - self.batch.count
+        if room > 0:
+            self._read(min(room, self.config.batch_rows), self._wait_ms(now))
+        elif db_down:
+            time.sleep(min(self.db_retry_at - now, 0.2))
+        self.stats.buffered = self.batch.count
+        if self._flush_due():
+            self.flush()
+        if self.config.trim_maxlen and now >= self.next_trim:
+            self.next_trim = now + 1.0
+            bus.trim_streams_safely(self.client, self.config.trim_maxlen, self.config.streams,
+                                    self.config.group)
+
+    def _wait_ms(self, now: float) -> int:
+        if not self.batch.count:
+            return 500
+        due = max(self.batch.started + self.config.flush_ms / 1000, self.db_retry_at)
+        return max(1, int((due - now) * 1000))
+
+    def _flush_due(self) -> bool:
+        if not self.batch.count or time.monotonic() < self.db_retry_at:
+            return False
+        return (self.batch.count >= self.config.batch_rows
+                or time.monotonic() - self.batch.started >= self.config.flush_ms / 1000)
+
+    def _read(self, count: int, block_ms: int) -> None:
+        replaying = any(c != ">" for c in self.cursor.values())
+        reply = self.client.xreadgroup(self.config.group, self.config.consumer, self.cursor,
+                                       count=count, block=None if replaying else block_ms)
+        got = {}
+        for stream, entries in reply or ():
+            stream = stream.decode() if isinstance(stream, bytes) else stream
+            got[stream] = entries
+            self.batch.add(stream, entries, self.store.price)
+        if replaying:
+            for stream, cursor in self.cursor.items():
+                if cursor != ">":
+                    entries = got.get(stream)
+                    self.cursor[stream] = entries[-1][0] if entries else ">"
+
+    def claim_orphans(self) -> None:
+        """Take over entries that other consumers left pending too long (they died)."""
+        for stream in self.config.streams:
+            start = "0-0"
+            while self.batch.count < self.config.max_buffer_rows:
+                count = min(self.config.batch_rows, self.config.max_buffer_rows - self.batch.count)
+                reply = self.client.xautoclaim(stream, self.config.group, self.config.consumer,
+                                               self.config.claim_idle_ms, start_id=start, count=count)
+                start, entries = reply[0], reply[1]
+                if entries:
+                    log.info("claimed %d entries of %s left pending by another consumer",
+                             len(entries), stream)
+                    self.batch.add(stream, entries, self.store.price)
+                if len(reply) > 2 and reply[2]:
+                    log.warning("%d pending entries of %s were deleted from the stream before "
+                                "anyone stored them", len(reply[2]), stream)
+                if start in (b"0-0", "0-0"):
+                    break
+            self._forget_exited_consumers(stream)
+
+    def _forget_exited_consumers(self, stream: str) -> None:
+        for consumer in self.client.xinfo_consumers(stream, self.config.group):
+            name = consumer["name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if (name != self.config.consumer and consumer["pending"] == 0
+                    and consumer["idle"] > FORGET_CONSUMER_IDLE_MS):
+                self.client.xgroup_delconsumer(stream, self.config.group, name)
+
+    # ---- commit and acknowledge --------------------------------------------------------------
+    def flush(self) -> bool:
+        """Commit the batch, then acknowledge it; False (batch kept) if the database is down."""
+        batch = self.batch
+        try:
+            self._write(batch)
+        except DatabaseUnavailable as exc:
+            self._error("db_down", exc)
+            self.db_retry_at = time.monotonic() + self.db_backoff
+            self.db_backoff = min(self.db_backoff * 2, RETRY_MAX_S)
+            return False
+        committed = time.time()
+        rows = sum(len(r) for r in batch.rows.values())
+        if rows:
+            oldest = min(r[3] for table_rows in batch.rows.values() for r in table_rows)
+            self.stats.last_latency_s = committed - oldest / 1e9
+        if self.on_commit:
+            self.on_commit(batch.rows, committed)
+        self.stats.rows_total += rows
+        self.stats.batches += 1
+        self.stats.poison_total += len(batch.dead)
+        self.stats.last_commit = committed
+        self.stats.state = "running"
+        self.db_backoff, self.db_retry_at = RETRY_MIN_S, 0.0
+        self.batch = Batch()
+        self.stats.buffered = 0
+        self.acks.append(batch)
+        self._acknowledge()
+        return True
+
+    def _write(self, batch: Batch) -> None:
+        try:
+            self.store.write(batch.rows)
+        except RowRejected as exc:
+            log.warning("the database rejected a batch (%s); storing its rows one by one", exc)
+            for table, table_rows in batch.rows.items():
+                if not table_rows:
+                    continue
+                stream = next(s for s, t in R.STREAM_TABLE.items() if t == table)
+                for row, reason in self.store.write_each(table, table_rows):
+                    batch.dead.append(DeadLetter(stream, event_id_to_stream_id(row[0]).encode(),
+                                                 f"rejected by the database: {reason}", repr(row).encode()))
+                    table_rows.remove(row)
+
+    def _acknowledge(self) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for batch in self.acks:
+            for dead in batch.dead:
+                log.warning("dead-lettered %s %s: %s", dead.stream, dead.entry_id, dead.reason)
+                pipe.xadd(bus.STREAM_DEAD_LETTER,
+                          {"stream": dead.stream, "id": dead.entry_id, "reason": dead.reason,
+                           "data": dead.data or b"", "consumer": self.config.consumer},
+                          maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+            for stream, ids in batch.ids.items():
+                for i in range(0, len(ids), 10_000):
+                    pipe.xack(stream, self.config.group, *ids[i:i + 10_000])
+        pipe.execute()
+        self.acks.clear()
+
+    def _error(self, state: str, exc: BaseException) -> None:
+        self.stats.state = state
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:300]
+        log.warning("%s: %s", state.replace("_", " "), self.stats.last_error)
+
+    # ---- stop --------------------------------------------------------------------------------
+    def shutdown(self, deadline_s: float = 5.0) -> None:
+        """Flush, commit and acknowledge what is buffered; give up (nothing lost) after a while."""
+        self.stats.state = "stopping"
+        deadline = time.monotonic() + deadline_s
+        while time.monotonic() < deadline and (self.batch.count or self.acks):
+            try:
+                if self.acks:
+                    self._acknowledge()
+                if self.batch.count and not self.flush():
+                    time.sleep(min(0.5, max(0.0, self.db_retry_at - time.monotonic())))
+                    self.db_retry_at = 0.0
+            except redis.RedisError as exc:
+                self._error("redis_down", exc)
+                time.sleep(0.2)
+        if self.batch.count or self.acks:
+            log.warning("stopping with %d entries unstored or unacknowledged; they stay pending "
+                        "and the next writer stores them", self.batch.count + sum(b.count for b in self.acks))
+        else:
+            self._leave_group()
+        self.store.close()
+        self.stats.state = "stopped"
+
+    def _leave_group(self) -> None:
+        """Remove our consumer name if it holds nothing (names are per process: hostname-pid)."""
+        try:
+            for stream in self.config.streams:
+                info = self.client.xpending_range(stream, self.config.group, "-", "+", 1,
+                                                  consumername=self.config.consumer)
+                if not info:
+                    self.client.xgroup_delconsumer(stream, self.config.group, self.config.consumer)
+        except redis.RedisError as exc:
+            log.debug("could not leave the group: %s", exc)
+
+    # ---- health ------------------------------------------------------------------------------
+    def health_record(self, client: redis.Redis, rows_per_s: float) -> dict:
+        """Health as published under dhan:health:db_writer (and :db_writer:<consumer>)."""
+        pipe = client.pipeline(transaction=False)
+        for stream in self.config.streams:
+            pipe.xpending(stream, self.config.group)
+            pipe.xinfo_groups(stream)
+        replies = pipe.execute(raise_on_error=False)
+        pending, backlog = 0, 0
+        for summary, groups in zip(replies[::2], replies[1::2]):
+            if isinstance(summary, dict):
+                pending += summary.get("pending", 0)
+            mine = [g for g in groups if _text(g.get("name")) == self.config.group] \
+                if isinstance(groups, list) else []
+            lag = mine[0].get("lag") if mine else None
+            backlog = None if backlog is None or lag is None else backlog + lag
+        s = self.stats
+        return {
+            "state": s.state, "consumer": self.config.consumer,
+            "rows_per_s": round(rows_per_s, 1), "rows_total": s.rows_total, "batches": s.batches,
+            "lag_s": None if s.last_latency_s is None else round(s.last_latency_s, 3),
+            "backlog": backlog, "pending": pending, "buffered": s.buffered,
+            "last_commit_age_s": round(time.time() - s.last_commit, 3) if s.last_commit else None,
+            "errors": s.errors, "last_error": s.last_error, "poison_total": s.poison_total,
+        }
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class HealthReporter(threading.Thread):
+    """Publishes the writer's health every second from its own thread and Redis connection,
+    so a writer blocked on a slow database still reports (with its state and error count)."""
+
+    def __init__(self, writer: DbWriter, stop: threading.Event, interval_s: float = 1.0):
+        super().__init__(name="db-writer-health", daemon=True)
+        self.writer, self.stop, self.interval_s = writer, stop, interval_s
+        self.rates: deque[tuple[float, int]] = deque(maxlen=6)
+
+    def run(self) -> None:
+        client = self.writer.connect()
+        while not self.stop.wait(self.interval_s):
+            self.publish(client)
+        client.close()
+
+    def publish(self, client: redis.Redis) -> None:
+        self.rates.append((time.monotonic(), self.writer.stats.rows_total))
+        (t0, n0), (t1, n1) = self.rates[0], self.rates[-1]
+        rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        try:
+            record = self.writer.health_record(client, rate)
+            bus.publish_health(client, HEALTH_SERVICE, record)
+            bus.publish_health(client, f"{HEALTH_SERVICE}:{self.writer.config.consumer}", record)
+        except redis.RedisError as exc:
+            log.debug("health not published: %s", exc)

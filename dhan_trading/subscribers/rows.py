@@ -1,0 +1,154 @@
+"""Stream entry -> database row: pure validation and conversion, no I/O.
+
+Each event becomes one tuple in the column order of its table (`COLUMNS`), ready for a DBAPI
+`executemany`. An entry that cannot be stored (bad JSON, missing or mistyped keys, an event on
+the wrong stream) raises `Poison` with a reason, so the writer can dead-letter it instead of
+letting one bad entry block the whole group.
+
+Prices reach the driver in the form its column wants: a float for MySQL's DECIMAL(18,4) (the
+server rounds the double to 4 decimals, which is exact for tick-rounded prices), an integer
+scaled by 10^4 for SQLite (the same as `schema.Price` does through SQLAlchemy).
+"""
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Callable
+
+import orjson
+
+from .. import bus
+from ..schema import PRICE_SCALE, depth, pack_levels, quotes, stream_id_to_event_id, ticks
+
+TICKS_COLUMNS = tuple(c.name for c in ticks.columns)
+QUOTES_COLUMNS = tuple(c.name for c in quotes.columns)
+DEPTH_COLUMNS = tuple(c.name for c in depth.columns)
+COLUMNS = {ticks.name: TICKS_COLUMNS, quotes.name: QUOTES_COLUMNS, depth.name: DEPTH_COLUMNS}
+STREAM_TABLE = {bus.STREAM_TICKS: ticks.name, bus.STREAM_QUOTES: quotes.name, bus.STREAM_DEPTH: depth.name}
+
+# Quote-table columns after the common ones and `type`, with how each value is checked.
+_PRICE, _INT = "price", "int"
+_QUOTE_FIELDS = (("ltp", _PRICE), ("ltt", _INT), ("ltq", _INT), ("atp", _PRICE), ("volume", _INT),
+                 ("total_buy_qty", _INT), ("total_sell_qty", _INT), ("open", _PRICE),
+                 ("high", _PRICE), ("low", _PRICE), ("close", _PRICE), ("oi", _INT),
+                 ("oi_day_high", _INT), ("oi_day_low", _INT), ("prev_close", _PRICE),
+                 ("prev_oi", _INT))
+assert QUOTES_COLUMNS[5:] == tuple(name for name, _ in _QUOTE_FIELDS), "schema and rows.py disagree"
+assert TICKS_COLUMNS == ("event_id", "exchange_segment", "security_id", "recv_ts", "ltp", "ltt")
+assert DEPTH_COLUMNS == ("event_id", "exchange_segment", "security_id", "recv_ts", "levels", "bids", "asks")
+
+QUOTE_TYPES = frozenset(t for t, s in bus.EVENT_STREAM.items() if s == bus.STREAM_QUOTES)
+_LTP_REQUIRED = frozenset({"ticker", "quote", "full"})
+_MAX_PRICE = 1e13  # DECIMAL(18,4) holds < 10^14; anything near that is garbage, not a price
+_MAX_BIGINT = 2**63 - 1
+_MAX_DEPTH_BYTES = depth.c.bids.type.length
+_SEGMENT_LEN = ticks.c.exchange_segment.type.length
+
+PriceCodec = Callable[[float], Any]
+
+
+class Poison(ValueError):
+    """The entry can never be stored; the message says why (it goes to the dead-letter stream)."""
+
+
+def mysql_price(value: float) -> float:
+    return value
+
+
+def sqlite_price(value: float) -> int:
+    return round(value * PRICE_SCALE)
+
+
+def _price(event: dict, key: str, codec: PriceCodec) -> Any:
+    value = event.get(key)
+    if value is None:
+        return None
+    if type(value) is not float and type(value) is not int:
+        raise Poison(f"{key} is not a number: {value!r:.40}")
+    if not math.isfinite(value) or abs(value) >= _MAX_PRICE:
+        raise Poison(f"{key} is out of range: {value!r}")
+    return codec(value)
+
+
+def _int(event: dict, key: str) -> int | None:
+    value = event.get(key)
+    if value is None:
+        return None
+    if type(value) is int:
+        if -_MAX_BIGINT <= value <= _MAX_BIGINT:
+            return value
+        raise Poison(f"{key} is out of range: {value}")
+    if type(value) is float and value.is_integer() and abs(value) <= _MAX_BIGINT:
+        return int(value)
+    raise Poison(f"{key} is not an integer: {value!r:.40}")
+
+
+def _required_int(event: dict, key: str) -> int:
+    if key not in event:
+        raise Poison(f"missing key {key}")
+    value = _int(event, key)
+    if value is None:
+        raise Poison(f"{key} is null")
+    return value
+
+
+def _levels(event: dict, key: str) -> bytes:
+    value = event.get(key)
+    if not isinstance(value, list):
+        raise Poison(f"missing key {key}" if value is None else f"{key} is not a list")
+    try:
+        packed = pack_levels(value)
+    except (struct.error, TypeError, ValueError, OverflowError) as exc:
+        raise Poison(f"{key} is not a list of [price, quantity, orders]: {exc}") from None
+    if len(packed) > _MAX_DEPTH_BYTES:
+        raise Poison(f"{key} has {len(value)} levels, more than the table holds")
+    return packed
+
+
+def decode_entry(fields: dict | None) -> dict:
+    """The event of one stream entry (`data` field, JSON object) or Poison."""
+    if not fields:
+        raise Poison("entry has no fields")
+    raw = fields.get(bus.STREAM_FIELD)
+    if raw is None:
+        raise Poison(f"entry has no {bus.STREAM_FIELD.decode()!r} field")
+    try:
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Poison(f"bad JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise Poison("event is not a JSON object")
+    return event
+
+
+def event_row(stream: str, entry_id: bytes | str, event: dict, price: PriceCodec) -> tuple:
+    """One decoded event -> the row tuple for its stream's table (COLUMNS order), or Poison."""
+    kind = event.get("type")
+    if not isinstance(kind, str):
+        raise Poison("missing key type" if kind is None else "type is not a string")
+    if bus.EVENT_STREAM.get(kind) != stream:
+        raise Poison(f"type {kind!r:.20} does not belong on {stream}")
+    segment = event.get("exchange_segment")
+    if not isinstance(segment, str) or not segment or len(segment) > _SEGMENT_LEN:
+        raise Poison("missing key exchange_segment" if segment is None else "bad exchange_segment")
+    head = (stream_id_to_event_id(entry_id), segment, _required_int(event, "security_id"),
+            _required_int(event, "recv_ts"))
+    if kind in _LTP_REQUIRED and event.get("ltp") is None:
+        raise Poison("missing key ltp")
+    if kind == "ticker":
+        return head + (_price(event, "ltp", price), _int(event, "ltt"))
+    if kind == "depth":
+        bids, asks = _levels(event, "bids"), _levels(event, "asks")
+        levels = _int(event, "levels")
+        if levels is None:
+            levels = max(len(event["bids"]), len(event["asks"]))
+        if not 0 <= levels <= 32767:
+            raise Poison(f"levels is out of range: {levels}")
+        return head + (levels, bids, asks)
+    return head + (kind,) + tuple(_price(event, name, price) if how is _PRICE else _int(event, name)
+                                  for name, how in _QUOTE_FIELDS)
+
+
+def entry_row(stream: str, entry_id: bytes | str, fields: dict | None, price: PriceCodec) -> tuple:
+    """decode_entry + event_row: a raw stream entry -> row, or Poison."""
+    return event_row(stream, entry_id, decode_entry(fields), price)

@@ -1,0 +1,138 @@
+"""Bulk, idempotent inserts of prepared rows into the event tables (MySQL/MariaDB or SQLite).
+
+The hot path bypasses SQLAlchemy's per-value type processing and talks to the DBAPI connection
+of the engine that `db_setup.get_engine` built: one multi-row statement per table per batch
+(PyMySQL rewrites `executemany` of an INSERT into multi-row VALUES), then one commit.
+A row whose key already exists is skipped (`ON DUPLICATE KEY UPDATE event_id=event_id` /
+`ON CONFLICT DO NOTHING`), which makes replaying a batch after a crash harmless. Unlike
+`INSERT IGNORE` / `OR IGNORE`, these skip only duplicates: a row the database rejects for any
+other reason still raises, so it can be found and dead-lettered instead of silently mangled.
+"""
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any, Callable, Iterable
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from . import rows as R
+
+log = logging.getLogger(__name__)
+
+# Seconds a statement may wait on the database before the writer treats it as unreachable.
+MYSQL_IO_TIMEOUT_S = 15
+SQLITE_BUSY_TIMEOUT_S = 3
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (or is locked) now; retry the same batch later."""
+
+
+class RowRejected(Exception):
+    """The database refused a row for what it holds; retrying it can never succeed."""
+
+
+def _mysql_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f"`{c}`" for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO `{table}` ({names}) VALUES ({marks}) ON DUPLICATE KEY UPDATE event_id=event_id"
+
+
+def _sqlite_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join(["?"] * len(columns))
+    return f'INSERT INTO "{table}" ({names}) VALUES ({marks}) ON CONFLICT(event_id) DO NOTHING'
+
+
+class EventStore:
+    """Writes batches of prepared rows; one DBAPI connection, reopened after any failure."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect == "sqlite":
+            self.price: R.PriceCodec = R.sqlite_price
+            make_sql = _sqlite_sql
+            event.listen(engine, "do_connect", _sqlite_timeout)
+            self._rejected: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
+                                                              sqlite3.DataError,
+                                                              sqlite3.InterfaceError)
+        else:
+            import pymysql
+            self.price = R.mysql_price
+            make_sql = _mysql_sql
+            event.listen(engine, "do_connect", _mysql_timeouts)
+            self._rejected = (pymysql.err.DataError, pymysql.err.IntegrityError,
+                              pymysql.err.ProgrammingError, pymysql.err.NotSupportedError)
+        self.sql = {table: make_sql(table, cols) for table, cols in R.COLUMNS.items()}
+        self._conn: Any = None
+
+    def write(self, batch: dict[str, list[tuple]]) -> None:
+        """Insert every table's rows and commit, all or nothing.
+
+        Raises DatabaseUnavailable (retry later) or RowRejected (some row is bad: see
+        `write_each`).
+        """
+        self._run(lambda cur: [cur.executemany(self.sql[t], rows) for t, rows in batch.items() if rows])
+
+    def write_each(self, table: str, rows: Iterable[tuple]) -> list[tuple[tuple, str]]:
+        """Insert rows one by one, each committed alone; returns the rejected rows with reasons.
+
+        Used only after `write` raised RowRejected, to keep the good rows and isolate the bad.
+        """
+        rejected = []
+        for row in rows:
+            try:
+                self._run(lambda cur: cur.execute(self.sql[table], row))
+            except RowRejected as exc:
+                rejected.append((row, str(exc.__cause__ or exc)))
+        return rejected
+
+    def _run(self, work: Callable[[Any], Any]) -> None:
+        try:
+            conn = self._connection()
+            cur = conn.cursor()
+            try:
+                work(cur)
+            finally:
+                cur.close()
+            conn.commit()
+        except self._rejected as exc:
+            self._rollback()
+            raise RowRejected(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - lost connection, lock, timeout: all retried
+            self.close()
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.engine.raw_connection()
+        return self._conn.driver_connection
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.driver_connection.rollback()
+        except Exception:  # noqa: BLE001 - a broken connection is replaced on the next write
+            self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+            except Exception:  # noqa: BLE001 - closing a dead connection may fail in any way
+                log.debug("closing a failed connection", exc_info=True)
+            self._conn = None
+
+
+def _sqlite_timeout(dialect, conn_rec, cargs, cparams) -> None:
+    """A locked SQLite file fails fast into the writer's backoff instead of blocking 30 s."""
+    cparams["timeout"] = SQLITE_BUSY_TIMEOUT_S
+
+
+def _mysql_timeouts(dialect, conn_rec, cargs, cparams) -> None:
+    """Without socket timeouts a silently dead server would hang the writer for good."""
+    cparams.setdefault("read_timeout", MYSQL_IO_TIMEOUT_S)
+    cparams.setdefault("write_timeout", MYSQL_IO_TIMEOUT_S)
+    cparams.setdefault("connect_timeout", 5)
