@@ -97,3 +97,18 @@ def test_log_files_mask_tokens_whatever_logged_them(settings_env, capsys):
     for h in list(logging.getLogger().handlers):
         logging.getLogger().removeHandler(h)
         h.close()
+
+
+def test_env_example_documents_every_variable():
+    from dhan_trading.config import VARIABLES
+    text = (__import__("pathlib").Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    assert [name for name in VARIABLES if name not in text] == []
+
+
+def test_cli_help_lists_every_command():
+    import subprocess
+    import sys
+    from dhan_trading.__main__ import COMMANDS
+    out = subprocess.run([sys.executable, "-m", "dhan_trading", "--help"], capture_output=True, text=True,
+                         check=True, cwd=__import__("pathlib").Path(__file__).resolve().parents[2]).stdout
+    assert all(name in out for name in COMMANDS) and "demo" in out and "simulator" in out
