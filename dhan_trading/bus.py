@@ -91,10 +91,16 @@ def read_health(client: redis.Redis, service: str) -> dict[str, Any] | None:
 
 
 # ---- connection ----------------------------------------------------------------------------
-def connect(settings: Settings | None = None, **kwargs: Any) -> redis.Redis:
-    """A client for the configured Redis, or for the embedded server (started if needed)."""
+def connect(settings: Settings | None = None, start: bool = True, **kwargs: Any) -> redis.Redis:
+    """A client for the configured Redis, or for the embedded server (started if needed and
+    `start`; a checker passes start=False so that looking never starts a server)."""
     settings = settings or get_settings()
-    url = settings.redis_url or EmbeddedRedis.ensure(settings.data_dir).url
+    if settings.redis_url:
+        url = settings.redis_url
+    elif start:
+        url = EmbeddedRedis.ensure(settings.data_dir).url
+    else:
+        url = f"unix://{(Path(settings.data_dir) / 'redis' / 'redis.sock').resolve()}"
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_connect_timeout", 5)
     return redis.Redis.from_url(url, **kwargs)
