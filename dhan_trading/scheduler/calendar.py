@@ -50,6 +50,11 @@ class CalendarGapWarning(UserWarning):
     """No holiday table covers the date: the sessions given for it are an assumption."""
 
 
+def gap_message(year: int) -> str:
+    return (f"no holiday table covers {year}: NSE/MCX sessions for it ASSUME every weekday is a "
+            f"trading day. To fix, {HOW_TO_ADD}")
+
+
 @dataclass(frozen=True)
 class Session:
     """One trading session of one exchange on one day; times are tz-aware IST."""
@@ -222,8 +227,7 @@ class MarketCalendar:
         if day.year in self._warned:
             return
         self._warned.add(day.year)
-        message = (f"no holiday table covers {day.year}: NSE/MCX sessions for it ASSUME every "
-                   f"weekday is a trading day. To fix, {HOW_TO_ADD}")
+        message = gap_message(day.year)
         log.warning(message)
         warnings.warn(message, CalendarGapWarning, stacklevel=3)
 
