@@ -46,10 +46,14 @@ class WriterConfig:
     flush_ms: int = 200
     max_buffer_rows: int = 50_000
     claim_idle_ms: int = 15_000
-    claim_every_s: float = 5.0
     trim_maxlen: int = 0  # 0: the writer leaves trimming to the feed
     streams: tuple[str, ...] = bus.STREAMS
     group: str = bus.WRITER_GROUP
+
+    @property
+    def claim_every_s(self) -> float:
+        """Look for orphans twice per idle period, within [0.5 s, 5 s]."""
+        return max(0.5, min(5.0, self.claim_idle_ms / 2000))
 
 
 @dataclass
