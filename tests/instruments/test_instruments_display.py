@@ -5,10 +5,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
