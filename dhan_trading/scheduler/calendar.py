@@ -181,10 +181,12 @@ def _xbom():
 @functools.lru_cache(maxsize=64)
 def _xbom_sessions(year: int) -> frozenset[date] | None:
     """XBOM's trading days of a year, or None when its table does not cover the whole year."""
-    cal = _xbom()
-    if date(year, 1, 1) < cal.first_session.date() or date(year, 12, 31) > cal.last_session.date():
-        return None
-    return frozenset(ts.date() for ts in cal.sessions_in_range(f"{year}-01-01", f"{year}-12-31"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas deprecation chatter from inside the package
+        cal = _xbom()
+        if date(year, 1, 1) < cal.first_session.date() or date(year, 12, 31) > cal.last_session.date():
+            return None
+        return frozenset(ts.date() for ts in cal.sessions_in_range(f"{year}-01-01", f"{year}-12-31"))
 
 
 def _at(day: date, t: time) -> datetime:
