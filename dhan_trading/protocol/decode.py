@@ -131,14 +131,16 @@ class Decoded:
 
     def continuity(self) -> dict[tuple[str, int], tuple[int, int | None]]:
         """Last (ltt, cumulative volume or None) per (segment, security id) in this batch."""
-        out: dict[tuple[str, int], tuple[int, int | None]] = {}
-        for rec in sorted((r for r in self.records if r.code in (TICKER, QUOTE, FULL)), key=lambda r: r.order[-1]):
-            order = np.argsort(rec.order)
-            names = [segment_name(s) for s in rec.rows["segment"][order].tolist()]
-            vols = rec.rows["volume"][order].tolist() if rec.code != TICKER else [None] * len(names)
-            out.update(zip(zip(names, rec.rows["security_id"][order].tolist()),
-                           zip(rec.rows["ltt"][order].tolist(), vols)))
-        return out
+        seen: list[tuple[int, tuple[str, int], tuple[int, int | None]]] = []
+        for rec in self.records:
+            if rec.code not in (TICKER, QUOTE, FULL):
+                continue
+            names = [segment_name(s) for s in rec.rows["segment"].tolist()]
+            vols = rec.rows["volume"].tolist() if rec.code != TICKER else [None] * len(names)
+            seen += zip(rec.order.tolist(), zip(names, rec.rows["security_id"].tolist()),
+                        zip(rec.rows["ltt"].tolist(), vols))
+        seen.sort(key=lambda item: item[0])  # arrival order across packet types: the last one wins
+        return {key: value for _, key, value in seen}
 
 
 class FeedDecoder:
@@ -180,6 +182,8 @@ class FeedDecoder:
             extra_start, extra_frame = _split(buf, starts, sizes, multi, out)
             p_start = np.concatenate([p_start, extra_start])
             p_frame = np.concatenate([p_frame, extra_frame])
+            arrival = np.argsort(p_start, kind="stable")  # byte offset in the batch = arrival order
+            p_start, p_frame = p_start[arrival], p_frame[arrival]
         if not len(p_start):
             return out
         p_code = u8[p_start]
@@ -299,7 +303,7 @@ def _split(buf: bytes, starts, sizes, frames: np.ndarray, out: Decoded):
 
 
 def _per_frame(recv_ts: Sequence[int] | int, n: int) -> Sequence[int]:
-    return [recv_ts] * n if isinstance(recv_ts, int) else recv_ts
+    return [int(recv_ts)] * n if isinstance(recv_ts, (int, np.integer)) else recv_ts
 
 
 def decode_frames(frames: Iterable[bytes], recv_ts: int, ticks: Mapping[tuple[str, int], float] | None = None) -> Decoded:

@@ -35,6 +35,7 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
         length, code, seg, sid, _seq = DEPTH_HEADER.unpack_from(frame, off)
         if length < DEPTH_HEADER.size or off + length > end:
             out.error("depth packet length runs past the frame")
+            off = end
             break
         out.packets += 1
         if code == DISCONNECT:
@@ -43,10 +44,9 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
         elif code in (DEPTH_BID, DEPTH_ASK) and (length - DEPTH_HEADER.size) % DEPTH_LEVEL.size == 0:
             name = segment_name(seg)
             tick = ticks.get((name, sid), DEFAULT_TICK)
-            levels = [[_snap(p, tick), q, o] for p, q, o in
-                      DEPTH_LEVEL.iter_unpack(frame[off + DEPTH_HEADER.size:off + length])]
-            if all(math.isfinite(lv[0]) for lv in levels):
-                sides.append((name, sid, code, levels))
+            raw = list(DEPTH_LEVEL.iter_unpack(frame[off + DEPTH_HEADER.size:off + length]))
+            if all(math.isfinite(p / tick) for p, _, _ in raw):  # NaN, inf, or too big to snap
+                sides.append((name, sid, code, [[_snap(p, tick), q, o] for p, q, o in raw]))
             else:
                 out.error("non-finite price in depth packet")
         elif code in (DEPTH_BID, DEPTH_ASK):
@@ -54,7 +54,7 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
         else:
             out.skipped += 1
         off += length
-    if off < end and out.errors == 0:
+    if off < end:
         out.error("trailing bytes after the last depth packet")
     i = 0
     while i < len(sides):
