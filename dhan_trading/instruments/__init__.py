@@ -1,0 +1,1 @@
+"""Instruments: the scrip master (`master`), its bundled sample (`sample`), and the feed's universe (`universe`)."""

@@ -97,22 +97,28 @@ def tick_to_rupees(raw: str, is_index: bool) -> float:
     return round(value / 100, 6)
 
 
-_DERIVATIVE_SYMBOL = re.compile(r"^(?P<u>.+?)-(?:\d{1,2})?[A-Z][a-z]{2}\d{4}-(?:FUT|[\d.]+-(?:CE|PE))$")
+_EXPIRY_PART = re.compile(r"(?:\d{1,2})?[A-Z][a-z]{2}\d{4}")  # Dec2026, 02Dec2026
+_STRIKE_PART = re.compile(r"\d+(?:\.\d+)?")
 
 
 def derive_underlying(trading_symbol: str, symbol_name: str, is_derivative: bool) -> str:
     """The underlying's name (NIFTY, RELIANCE, CRUDEOIL, BAJAJ-AUTO ...).
 
     Derivatives: the trading symbol before its expiry part (`BAJAJ-AUTO-Dec2026-FUT` ->
-    `BAJAJ-AUTO`), because SM_SYMBOL_NAME is blank on NSE FUTIDX rows; SM_SYMBOL_NAME when the
-    symbol has an unexpected shape. Cash and index rows: the trading symbol itself, because
-    SM_SYMBOL_NAME there is a company name.
+    `BAJAJ-AUTO`, `NIFTY-Dec2026-26000-CE` -> `NIFTY`), because SM_SYMBOL_NAME is blank on NSE
+    FUTIDX rows; SM_SYMBOL_NAME when the symbol has an unexpected shape. Cash and index rows:
+    the trading symbol itself, because SM_SYMBOL_NAME there is a company name.
     """
     if not is_derivative:
         return trading_symbol
-    m = _DERIVATIVE_SYMBOL.match(trading_symbol)
-    if m:
-        return m.group("u")
+    if trading_symbol.endswith("-FUT"):
+        parts = trading_symbol.rsplit("-", 2)
+        if len(parts) == 3 and parts[0] and _EXPIRY_PART.fullmatch(parts[1]):
+            return parts[0]
+    elif trading_symbol.endswith(("-CE", "-PE")):
+        parts = trading_symbol.rsplit("-", 3)
+        if len(parts) == 4 and parts[0] and _EXPIRY_PART.fullmatch(parts[1]) and _STRIKE_PART.fullmatch(parts[2]):
+            return parts[0]
     return symbol_name or trading_symbol.split("-", 1)[0]
 
 
