@@ -1,0 +1,39 @@
+"""Reconnect delays: capped exponential backoff with jitter, reset after a stable connection.
+
+Jitter keeps several sockets (or several feeds) that dropped together from reconnecting in
+lockstep, which is what trips Dhan's 805/429 connection limits (openalgo #944).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Backoff:
+    """`next_delay()` gives ≈initial, ≈2×initial, ... up to `cap` seconds (±`jitter` fraction).
+
+    Call `connected(now)` when a socket is up and `disconnected(now)` when it drops: a connection
+    that stayed up `stable_after` seconds resets the sequence, a flapping one keeps growing it.
+    """
+
+    initial: float = 1.0
+    cap: float = 60.0
+    jitter: float = 0.2
+    stable_after: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    attempt: int = 0
+    _up_since: float | None = None
+
+    def next_delay(self) -> float:
+        base = min(self.cap, self.initial * 2 ** self.attempt)
+        self.attempt += 1
+        return min(self.cap, base * (1 + self.jitter * self.rng.uniform(-1, 1)))
+
+    def connected(self, now: float) -> None:
+        self._up_since = now
+
+    def disconnected(self, now: float) -> None:
+        if self._up_since is not None and now - self._up_since >= self.stable_after:
+            self.attempt = 0
+        self._up_since = None

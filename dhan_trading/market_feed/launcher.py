@@ -1,0 +1,142 @@
+"""`python launch_fno_feed.py [--force] [--mcx]` (also `python -m dhan_trading feed`).
+
+Checks the market calendar (outside NSE/MCX hours it says when the next session opens and
+exits 0, unless --force), loads the scrip master, selects the universe, plans the sockets and
+runs the feed until Ctrl-C / SIGTERM / --duration. Exit codes: 0 after a clean stop,
+exitcodes.FATAL when no restart can help (bad credentials or plan, bad config).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from datetime import datetime, timedelta
+
+from .. import bus, exitcodes
+from ..config import ConfigError, Settings, get_settings, mask_url
+from ..logs import setup_logging
+from ..scheduler.calendar import IST, MarketCalendar
+from ..protocol.requests import depth_url as make_depth_url
+from ..protocol.requests import feed_url as make_feed_url
+from .feed import Feed, FeedOptions
+from .plan import PlanError, choose_mode, plan_connections, plan_depth
+
+log = logging.getLogger("fno_feed")
+
+PRE_OPEN_LEAD = timedelta(minutes=15)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="launch_fno_feed.py",
+                                description="Dhan market feed for the F&O universe -> Redis pub/sub + streams.")
+    p.add_argument("--force", action="store_true", help="run even outside market hours")
+    p.add_argument("--mcx", action="store_true", help="add MCX commodities (service fno_mcx_feed)")
+    p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds")
+    p.add_argument("--no-capture", action="store_true", help="do not record raw frames under DHAN_DATA_DIR/captures")
+    p.add_argument("--cool-off", type=float, default=60.0, metavar="S",
+                   help="wait after Dhan's 805 (too many connections) before reconnecting (default 60)")
+    p.add_argument("--buffer-events", type=int, default=FeedOptions.buffer_events, metavar="N",
+                   help="events kept in memory while Redis is unreachable (default %(default)s)")
+    return p.parse_args(argv)
+
+
+def service_id(mcx: bool) -> str:
+    return "fno_mcx_feed" if mcx else "fno_feed"
+
+
+def closed_message(now: datetime, mcx: bool, settings: Settings) -> str | None:
+    """None when a session of the feed's exchanges is open (or opens within the lead), else a
+    sentence saying when the next one opens."""
+    calendar = MarketCalendar(settings)
+    exchanges = ["NSE", "MCX"] if mcx else ["NSE"]
+    if any(calendar.is_open(now, ex, lead=PRE_OPEN_LEAD) for ex in exchanges):
+        return None
+    sessions = [calendar.next_open(now, ex) for ex in exchanges]
+    nxt = min(sessions, key=lambda s: s.start)
+    return (f"{' and '.join(exchanges)} closed now; the next session is {nxt.exchange} "
+            f"{nxt.kind}, pre-open/open {nxt.start:%a %d %b %Y %H:%M} IST (the feed starts "
+            f"{PRE_OPEN_LEAD.seconds // 60} min before). Use --force to run anyway.")
+
+
+def _index_prices(settings: Settings, instruments) -> dict[str, float]:
+    """Last NIFTY/BANKNIFTY prices from Redis (centre the option strikes); empty if unknown."""
+    from ..instruments.universe import index_prices_from_latest
+    try:
+        client = bus.connect(settings, socket_timeout=2)
+        try:
+            latest = client.hmget(bus.LATEST_HASH, ["ticker:IDX_I:13", "ticker:IDX_I:25"])
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - any Redis problem just means "no prices"
+        log.info("no index prices from Redis (%s); ATM strikes from the master", type(exc).__name__)
+        return {}
+    fields = {f: v for f, v in zip(("ticker:IDX_I:13", "ticker:IDX_I:25"), latest) if v}
+    return index_prices_from_latest(fields, instruments)
+
+
+def build_feed(settings: Settings, args: argparse.Namespace) -> Feed:
+    from ..instruments.master import ist_today, load_master, tick_sizes
+    from ..instruments.universe import select_universe
+    instruments = load_master(settings)
+    universe = select_universe(instruments, today=ist_today(), index_prices=_index_prices(settings, instruments),
+                               mcx=args.mcx, stocks=settings.universe_stocks, strikes=settings.universe_strikes,
+                               now=datetime.now(tz=IST))
+    for note in universe.notes:
+        log.info("universe: %s", note)
+    subs = [(s.exchange_segment, s.security_id, s.mode or choose_mode(s.exchange_segment))
+            for s in universe.subscriptions]
+    plans = plan_connections(subs)
+    depth = plan_depth(settings.depth_instruments)
+    log.info("universe: %d instruments (%s) on %d connection(s)%s", len(subs),
+             ", ".join(f"{k} {v}" for k, v in universe.counts().items()), len(plans),
+             f", 20-level depth for {len(depth.instruments)}" if depth else "")
+    token = settings.access_token.reveal()
+    options = FeedOptions(stall_timeout=settings.feed_stall_timeout, cool_off=args.cool_off,
+                          buffer_events=args.buffer_events)
+    redis_url = bus.redis_url(settings)
+    log.info("feed %s -> Redis %s", mask_url(make_feed_url(settings.feed_url, token, settings.client_id)),
+             mask_url(redis_url))
+    return Feed(service=service_id(args.mcx), plans=plans,
+                feed_url=make_feed_url(settings.feed_url, token, settings.client_id),
+                depth_plan=depth,
+                depth_url=make_depth_url(settings.depth_feed_url, token, settings.client_id) if depth else None,
+                redis_url=redis_url, ticks=tick_sizes(instruments),
+                capture_dir=None if args.no_capture else settings.data_dir / "captures", options=options)
+
+
+async def _run(feed: Feed, duration: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, feed.stop.set)
+    await feed.run(duration)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        logging.basicConfig(level="INFO")
+        log.critical("%s", exc)
+        return exitcodes.FATAL
+    logger = setup_logging(service_id(args.mcx), settings)
+    if not args.force:
+        message = closed_message(datetime.now(tz=IST), args.mcx, settings)
+        if message:
+            logger.info("%s", message)
+            return exitcodes.OK
+    try:
+        settings.require_credentials()
+        feed = build_feed(settings, args)
+    except (ConfigError, PlanError) as exc:
+        logger.critical("%s", exc)
+        return exitcodes.FATAL
+    except Exception as exc:  # noqa: BLE001 - e.g. the scrip master cannot be read: say so, exit 1
+        logger.error("the feed could not start: %s: %s", type(exc).__name__, exc)
+        return 1
+    asyncio.run(_run(feed, args.duration))
+    if feed.fatal:
+        logger.critical("stopped: %s", feed.fatal[1])
+        return exitcodes.FATAL
+    return exitcodes.OK

@@ -1,0 +1,243 @@
+"""The Redis side of the feed: a bounded outbox of event batches and one asyncio sender.
+
+Delivery semantics: each batch goes to Redis as one MULTI/EXEC transaction that also sets a
+per-run marker to the batch's number, so Redis applies a batch entirely or not at all. When
+the connection breaks, the sender reconnects (capped backoff), reads the marker, drops the
+batches Redis already applied and resends the rest, in order: exactly once, as long as the
+outbox holds. The outbox is bounded (events); on overflow the OLDEST unsent batches are dropped
+and counted (the raw capture on disk still has them for replay), so a long Redis outage costs
+a counted hole rather than the feed's memory. If Redis itself restarts empty, the marker is
+gone too and everything unacknowledged is resent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from typing import Sequence
+
+import hiredis
+from redis.connection import parse_url
+
+from ..config import mask_url
+from . import resp
+from .backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    seq: int
+    channels: list[str]
+    payloads: list[bytes]
+
+
+class RedisUnavailable(ConnectionError):
+    pass
+
+
+class RedisSink:
+    """`submit()` never blocks; `run()` sends the outbox in order while Redis is reachable."""
+
+    def __init__(self, url: str, service: str, *, max_events: int = 500_000,
+                 coalesce_events: int = 20_000, reply_timeout: float = 10.0,
+                 backoff: Backoff | None = None):
+        self.url = url
+        self.max_events = max_events
+        self.coalesce_events = coalesce_events
+        self.reply_timeout = reply_timeout
+        self.backoff = backoff or Backoff(initial=0.1, cap=5.0, stable_after=10.0)
+        self.marker_key = f"dhan:feed:{service}:applied"
+        self.run_id = secrets.token_hex(6)
+        self.outbox: deque[Batch] = deque()
+        self.buffered = 0           # events in the outbox
+        self.inflight = 0           # batches at the front of the outbox being sent now
+        self.sent_events = 0
+        self.dropped_events = 0
+        self.dropped_batches = 0
+        self.failed_batches = 0     # rejected by Redis itself (not retried: a retry cannot help)
+        self.connected = False
+        self.outages = 0
+        self._seq = 0
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._latest = resp.LatestFields()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    # ---- producer side (the publisher) -------------------------------------------------------
+    def submit(self, channels: Sequence[str], payloads: Sequence[bytes]) -> None:
+        if not payloads:
+            return
+        self._seq += 1
+        self.outbox.append(Batch(self._seq, list(channels), list(payloads)))
+        self.buffered += len(payloads)
+        if self.buffered > self.max_events:
+            self._overflow()
+        self._wake.set()
+
+    def _overflow(self) -> None:
+        dropped = 0
+        while self.buffered > self.max_events and len(self.outbox) > self.inflight + 1:
+            victim = self.outbox[self.inflight]
+            del self.outbox[self.inflight]
+            self.buffered -= len(victim.payloads)
+            dropped += len(victim.payloads)
+            self.dropped_batches += 1
+        if dropped:
+            self.dropped_events += dropped
+            log.error("Redis outbox full (%d events buffered, limit %d): dropped the %d oldest unsent "
+                      "events (%d dropped so far; they are still in the raw capture for replay)",
+                      self.buffered, self.max_events, dropped, self.dropped_events)
+
+    # ---- sender --------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Send until `close()` and the outbox is empty; reconnect whenever Redis goes away."""
+        while not (self._closing and not self.outbox):
+            if not self.connected:
+                try:
+                    await self._connect()
+                except (OSError, RedisUnavailable, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+                    await self._lost(exc)
+                    await asyncio.sleep(self.backoff.next_delay())
+                    continue
+            if not self.outbox:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            try:
+                await self._send_front()
+            except (OSError, RedisUnavailable, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+                await self._lost(exc)
+
+    async def close(self, timeout: float = 10.0) -> bool:
+        """Flush what is queued (up to `timeout` s); True if everything reached Redis."""
+        self._closing = True
+        self._wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.outbox and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        if self.outbox:
+            log.error("stopping with %d events not delivered to Redis (still in the raw capture)", self.buffered)
+        self._drop_connection()
+        return not self.outbox
+
+    async def _send_front(self) -> None:
+        take, events, parts, replies = 0, 0, [], 0
+        for batch in self.outbox:
+            if take and events + len(batch.payloads) > self.coalesce_events:
+                break
+            body = resp.publish_and_xadd(batch.channels, batch.payloads)
+            latest = self._latest.latest(batch.channels, batch.payloads)
+            data, count = resp.transaction(body, 2 * len(batch.payloads), latest,
+                                           (self.marker_key, f"{self.run_id}:{batch.seq}"))
+            parts.append(data)
+            replies += count
+            events += len(batch.payloads)
+            take += 1
+        self.inflight = take
+        assert self._writer is not None
+        self._writer.write(b"".join(parts))
+        await self._writer.drain()
+        results = await asyncio.wait_for(self._replies(replies), self.reply_timeout)
+        self._check(results)
+        for _ in range(take):
+            done = self.outbox.popleft()
+            self.buffered -= len(done.payloads)
+        self.inflight = 0
+        self.sent_events += events
+
+    def _check(self, results: list) -> None:
+        """Count batches Redis refused (EXECABORT, or errors inside EXEC): logged, not retried."""
+        for item in results:
+            failed = isinstance(item, hiredis.ReplyError) or (
+                isinstance(item, list) and any(isinstance(x, hiredis.ReplyError) for x in item))
+            if failed:
+                self.failed_batches += 1
+                errors = item if not isinstance(item, list) else [x for x in item if isinstance(x, hiredis.ReplyError)]
+                log.error("Redis rejected part of a batch: %s", str(errors)[:300])
+
+    async def _replies(self, count: int) -> list:
+        assert self._reader is not None
+        parser = hiredis.Reader()
+        top: list = []
+        while len(top) < count:
+            reply = parser.gets()
+            if reply is False:
+                data = await self._reader.read(1 << 16)
+                if not data:
+                    raise RedisUnavailable("Redis closed the connection")
+                parser.feed(data)
+                continue
+            if isinstance(reply, (hiredis.ReplyError, list)) or reply is None:
+                top.append(reply)
+            else:
+                top.append(None)  # +OK / +QUEUED: nothing to check
+        return [r for r in top if r is not None]
+
+    async def _command(self, *args) -> object:
+        assert self._writer is not None
+        self._writer.write(resp.command(*args))
+        await self._writer.drain()
+        parser = hiredis.Reader()
+        while (reply := parser.gets()) is False:
+            data = await asyncio.wait_for(self._reader.read(1 << 16), self.reply_timeout)
+            if not data:
+                raise RedisUnavailable("Redis closed the connection")
+            parser.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RedisUnavailable(f"Redis refused {args[0]}: {reply}")
+        return reply
+
+    async def _connect(self) -> None:
+        params = parse_url(self.url)
+        if "path" in params:
+            opening = asyncio.open_unix_connection(params["path"], limit=1 << 20)
+        else:
+            opening = asyncio.open_connection(params.get("host", "127.0.0.1"), params.get("port", 6379), limit=1 << 20)
+        self._reader, self._writer = await asyncio.wait_for(opening, 5)
+        if params.get("password"):
+            auth = [params["username"]] if params.get("username") else []
+            await self._command("AUTH", *auth, params["password"])
+        if params.get("db"):
+            await self._command("SELECT", int(params["db"]))
+        await self._command("CLIENT", "SETNAME", "dhan-feed")
+        applied = await self._command("GET", self.marker_key)
+        self._skip_applied(applied)
+        if self.outages:
+            log.info("Redis is back (%s); sending %d buffered events", mask_url(self.url), self.buffered)
+        self.connected = True
+        self.backoff.connected(asyncio.get_running_loop().time())
+
+    def _skip_applied(self, applied: object) -> None:
+        """Drop batches the marker says Redis already applied before the connection broke."""
+        if not isinstance(applied, bytes):
+            return
+        run_id, _, seq = applied.decode(errors="replace").partition(":")
+        if run_id != self.run_id or not seq.isdigit():
+            return
+        while self.outbox and self.outbox[0].seq <= int(seq):
+            done = self.outbox.popleft()
+            self.buffered -= len(done.payloads)
+            self.sent_events += len(done.payloads)
+
+    async def _lost(self, exc: BaseException) -> None:
+        if self.connected or self.outages == 0 or self.inflight:
+            log.warning("Redis unavailable (%s: %s); buffering events (%d now)",
+                        type(exc).__name__, exc, self.buffered)
+        if self.connected or self.outages == 0:
+            self.outages += 1
+        self.connected = False
+        self.inflight = 0
+        self.backoff.disconnected(asyncio.get_running_loop().time())
+        self._drop_connection()
+
+    def _drop_connection(self) -> None:
+        if self._writer is not None:
+            self._writer.transport.abort()
+        self._reader = self._writer = None
+        self.connected = False
