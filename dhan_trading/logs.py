@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 
 from .config import Settings, get_settings
@@ -42,9 +43,14 @@ def setup_logging(service: str, settings: Settings | None = None, console: bool 
         root.removeHandler(h)
     mask = MaskSecrets((settings.access_token.reveal(), settings.db_password.reveal()))
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.handlers.RotatingFileHandler(
-        log_dir / f"{service}.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8")]
-    if console:
+    handlers: list[logging.Handler] = []
+    # Under the supervisor, stderr already goes to the rotated DATA_DIR/logs/<id>.log, written
+    # by the service's runner alone: a second handler on that file would double every line.
+    supervised = os.environ.get("DHAN_SUPERVISED") == "1"
+    if not supervised:
+        handlers.append(logging.handlers.RotatingFileHandler(
+            log_dir / f"{service}.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"))
+    if console or supervised:
         handlers.append(logging.StreamHandler())
     for h in handlers:
         h.setFormatter(fmt)

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, *, services: list[Service] | None = None,
          settings: Settings | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     try:
         settings = settings or get_settings()
         registry = list(SERVICES if services is None else services)

@@ -143,7 +143,7 @@ class Runner:
                                "see the log above", pid=None, exit_code=code)
                 return 0
             mode = self.policy.restart
-            if mode == "never" or (mode == "on-failure" and code == 0 and was_running):
+            if mode == "never" or (mode == "on-failure" and code == 0):  # a clean exit is meant
                 self.set_state(EXITED, f"exited with code {code}", pid=None, exit_code=code)
                 return 0
             attempt = 1 if was_running else attempt + 1

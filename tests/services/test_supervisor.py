@@ -150,3 +150,28 @@ def test_health_needs_the_heartbeat_in_redis(lab, make_supervisor, redis_client)
 def test_unknown_service_is_a_clear_error(make_supervisor):
     with pytest.raises(ServiceError, match="no service 'nope'"):
         make_supervisor([]).status("nope")
+
+
+def test_a_clean_exit_is_not_restarted(lab, make_supervisor):
+    sup = make_supervisor([lab.service("closed_market", "exit:0")])
+    st = sup.start("closed_market", timeout=5)
+    assert st.state == "EXITED" and st.exit_code == 0
+    time.sleep(0.3)
+    assert lab.events() == [("start", "closed_market")]
+
+
+def test_a_supervised_service_logs_only_to_stderr(settings_env, monkeypatch):
+    import logging
+
+    from dhan_trading.logs import setup_logging
+    monkeypatch.setenv("DHAN_SUPERVISED", "1")
+    root = logging.getLogger()
+    saved = list(root.handlers)
+    try:
+        setup_logging("db_writer", settings_env(), console=False)
+        assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in saved:
+            root.addHandler(h)
