@@ -24,5 +24,5 @@ CSV_SEGMENTS: dict[tuple[str, str], str] = {
     ("MCX", "M"): "MCX_COMM",
 }
 
-# Instrument types whose rows carry an expiry / a strike.
+# SEM_OPTION_TYPE values that make a row an option (every other row says XX).
 OPTION_TYPES = ("CE", "PE")
