@@ -38,7 +38,7 @@ VARIABLES: dict[str, str] = {
     "DHAN_INSTRUMENTS_CSV": "path or URL of the scrip master",
     "DHAN_FEED_STALL_TIMEOUT": "seconds without a frame before a feed connection is recycled (default 60)",
     "DHAN_UNIVERSE_STOCKS": "how many stock futures the universe takes (default 40)",
-    "DHAN_UNIVERSE_STRIKES": "option strikes each side of ATM for NIFTY/BANKNIFTY (default 10)",
+    "DHAN_UNIVERSE_STRIKES": "option strikes each side of ATM for NIFTY/BANKNIFTY (default 9: ~129 instruments)",
     "DHAN_DATA_DIR": "where SQLite, logs, captures and the embedded Redis live (default ./var)",
     "DHAN_HOLIDAYS_FILE": "optional CSV of extra holidays / special sessions (date,exchange,kind[,open,close])",
     "DHAN_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
@@ -104,7 +104,7 @@ class Settings:
     instruments_csv: str = ""
     feed_stall_timeout: float = 60.0
     universe_stocks: int = 40
-    universe_strikes: int = 10
+    universe_strikes: int = 9
     data_dir: Path = field(default_factory=lambda: Path("var"))
     holidays_file: Path | None = None
     log_level: str = "INFO"
@@ -234,7 +234,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         instruments_csv=(env.get("DHAN_INSTRUMENTS_CSV") or "").strip() or default_csv,
         feed_stall_timeout=_number(env, "DHAN_FEED_STALL_TIMEOUT", 60.0, float, 1),
         universe_stocks=_number(env, "DHAN_UNIVERSE_STOCKS", 40, int, 0),
-        universe_strikes=_number(env, "DHAN_UNIVERSE_STRIKES", 10, int, 0),
+        universe_strikes=_number(env, "DHAN_UNIVERSE_STRIKES", 9, int, 0),
         data_dir=data_dir,
         holidays_file=Path(holidays).expanduser() if holidays else None,
         log_level=level,
