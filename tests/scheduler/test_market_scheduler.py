@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from datetime import date, datetime, time, timedelta
 
 import pytest

@@ -9,7 +9,7 @@ import pytest
 
 from dhan_trading import exitcodes
 from dhan_trading.services.registry import RestartPolicy
-from dhan_trading.services.supervisor import ServiceError, Supervisor
+from dhan_trading.services.supervisor import ServiceError
 
 pytestmark = pytest.mark.integration
 
