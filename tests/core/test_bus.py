@@ -87,3 +87,24 @@ def test_embedded_redis_dies_with_a_killed_owner(tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail("embedded redis-server outlived the process that started it")
+
+
+@pytest.mark.integration
+def test_redis_service_owns_the_embedded_server_until_stopped(tmp_path):
+    import signal
+    from pathlib import Path
+    sock = Path(tmp_path) / "var" / "redis" / "redis.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "dhan_trading", "redis"], env=_child_env(tmp_path / "var"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not bus._ping(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, "redis service did not come up"
+            time.sleep(0.05)
+        client = redis.Redis(unix_socket_path=str(sock))
+        client.set("k", "v")  # another process uses it
+        assert client.get("k") == b"v"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert not bus._ping(sock)

@@ -10,7 +10,7 @@ from dhan_trading.services.registry import SERVICES, RestartPolicy, Service, che
 
 pytestmark = pytest.mark.unit
 
-EXPECTED = ["fno_feed", "fno_mcx_feed", "services_monitor", "db_writer", "market_scheduler",
+EXPECTED = ["redis", "fno_feed", "fno_mcx_feed", "services_monitor", "db_writer", "market_scheduler",
             "instrument_display", "volume_profile", "market_breadth", "tick_chart",
             "volume_profile_chart", "quote_visualizer", "simulator"]
 
@@ -25,6 +25,7 @@ def test_registry_lists_every_service_of_the_suite():
     assert by_id["fno_feed"].session == "NSE" and by_id["fno_mcx_feed"].session == "NSE+MCX"
     assert 78 in by_id["fno_feed"].restart.fatal_exit_codes
     assert by_id["db_writer"].health_key == "dhan:health:db_writer"
+    assert all(by_id[i].depends_on == ("redis",) for i in ("fno_feed", "fno_mcx_feed", "db_writer"))
 
 
 def test_availability_is_computed_from_the_program():
