@@ -66,7 +66,7 @@ def _kind(instrument_type: str) -> str:
 
 
 def _on_tick(price: float, tick: float) -> float:
-    return max(1, round(price / tick)) * tick
+    return round(max(1, round(price / tick)) * tick, 4)
 
 
 def _days_to(expiry: Any, today: date) -> float:
@@ -231,7 +231,7 @@ class InstrumentState:
     # --- views -------------------------------------------------------------------------------
 
     def price(self, ticks: int) -> float:
-        return ticks * self.spec.tick
+        return round(ticks * self.spec.tick, 4)
 
     def quote_fields(self) -> dict[str, float | int]:
         """The event keys encode_quote / encode_full take (close = previous close, as Dhan streams it)."""

@@ -62,8 +62,8 @@ def summarize(path: Path) -> dict[str, float]:
     counts, first, last = {MAIN: 0, DEPTH: 0}, None, None
     for ts, kind, _ in read_capture(path):
         counts[kind] = counts.get(kind, 0) + 1
-        first = ts if first is None else first
-        last = ts
+        first = ts if first is None else min(first, ts)
+        last = ts if last is None else max(last, ts)
     return {"main": counts[MAIN], "depth": counts[DEPTH],
             "seconds": (last - first) / 1e9 if first is not None else 0.0}
 

@@ -433,10 +433,11 @@ class MarketSource:
     def on_connect(self, conn: Connection) -> None:
         if conn.pool == MAIN_POOL:
             conn.push(encode_market_status())
-            self.bucket.take(1, self.clock())
 
     def subscribe(self, conn: Connection, instruments: Iterable[tuple[str, int]], mode: str) -> None:
-        now, sent = self.clock(), 0
+        """Answer at once with each instrument's snapshot (outside the rate cap: a big subscribe
+        must not silence the market for seconds), then let it trade on the schedule."""
+        now = self.clock()
         for key in instruments:
             st = self.state(key)
             if mode == DEPTH_MODE:
@@ -449,9 +450,7 @@ class MarketSource:
                 frames = st.snapshot(mode)
             for frame in frames:
                 conn.push(frame)
-            sent += len(frames)
             self._reweigh(key, now)
-        self.bucket.take(sent, now)
         self._wake.set()
 
     def unsubscribe(self, conn: Connection, instruments: Iterable[tuple[str, int]], mode: str) -> None:
