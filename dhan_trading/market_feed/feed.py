@@ -102,9 +102,9 @@ class Feed:
             done.set()
             await publisher
             await self.sink.close(self.options.flush_timeout)
-            sender.cancel()
             health.cancel()
-            await asyncio.gather(sender, health, return_exceptions=True)
+            await asyncio.wait([sender, health], timeout=5)
+            sender.cancel()
             if self.capture is not None:
                 self.capture.close()
             await asyncio.to_thread(self._publish_health, self.health(final=True))

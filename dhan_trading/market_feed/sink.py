@@ -64,6 +64,7 @@ class RedisSink:
         self._seq = 0
         self._wake = asyncio.Event()
         self._closing = False
+        self._stopped = asyncio.Event()
         self._latest = resp.LatestFields()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -96,22 +97,30 @@ class RedisSink:
     # ---- sender --------------------------------------------------------------------------------
     async def run(self) -> None:
         """Send until `close()` and the outbox is empty; reconnect whenever Redis goes away."""
-        while not (self._closing and not self.outbox):
+        # Ends by flags, not by task cancellation: on Python 3.11 asyncio.wait_for can swallow
+        # a cancel that races with its own completion, which would leave this loop running.
+        while not self._stopped.is_set() and not (self._closing and not self.outbox):
             if not self.connected:
                 try:
                     await self._connect()
                 except (OSError, RedisUnavailable, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
                     await self._lost(exc)
-                    await asyncio.sleep(self.backoff.next_delay())
+                    try:
+                        await asyncio.wait_for(self._stopped.wait(), self.backoff.next_delay())
+                    except asyncio.TimeoutError:
+                        pass
                     continue
             if not self.outbox:
                 self._wake.clear()
+                if self._closing:
+                    break
                 await self._wake.wait()
                 continue
             try:
                 await self._send_front()
             except (OSError, RedisUnavailable, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
                 await self._lost(exc)
+        self._drop_connection()
 
     async def close(self, timeout: float = 10.0) -> bool:
         """Flush what is queued (up to `timeout` s); True if everything reached Redis."""
@@ -123,7 +132,8 @@ class RedisSink:
             await asyncio.sleep(0.02)
         if self.outbox:
             log.error("stopping with %d events not delivered to Redis (still in the raw capture)", self.buffered)
-        self._drop_connection()
+        self._stopped.set()
+        self._wake.set()
         return not self.outbox
 
     async def _send_front(self) -> None:

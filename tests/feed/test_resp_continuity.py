@@ -1,0 +1,79 @@
+"""Hand-built RESP, latest-field extraction and gap events (pure), plus one real-Redis check."""
+from __future__ import annotations
+
+import hiredis
+import orjson
+import pytest
+
+from dhan_trading import bus
+from dhan_trading.market_feed import resp
+from dhan_trading.market_feed.continuity import GapTracker
+from dhan_trading.protocol import FeedDecoder, encode_full, encode_quote, encode_ticker
+
+Q = {"ltp": 100.05, "ltq": 5, "ltt": 1_700_000_000, "atp": 100.0, "volume": 1000, "total_sell_qty": 1,
+     "total_buy_qty": 2, "oi": 5, "oi_day_high": 6, "oi_day_low": 4, "open": 99.0, "close": 98.0,
+     "high": 101.0, "low": 97.0}
+LEVELS = [[100.0, 10, 1]] * 5
+
+
+def _parse(data: bytes) -> list:
+    reader = hiredis.Reader()
+    reader.feed(data)
+    out = []
+    while (item := reader.gets()) is not False:
+        out.append(item)
+    return out
+
+
+@pytest.mark.unit
+def test_publish_and_xadd_encode_the_commands_in_order():
+    data = resp.publish_and_xadd([bus.CHANNEL_TICKS, bus.CHANNEL_DEPTH], [b'{"a":1}', b"x" * 300])
+    assert _parse(data) == [
+        [b"PUBLISH", b"dhan:ticks", b'{"a":1}'], [b"XADD", b"dhan:ticks:stream", b"*", b"data", b'{"a":1}'],
+        [b"PUBLISH", b"dhan:depth", b"x" * 300], [b"XADD", b"dhan:depth:stream", b"*", b"data", b"x" * 300]]
+
+
+@pytest.mark.unit
+def test_latest_field_per_type_and_instrument_last_one_wins():
+    decoded = FeedDecoder().decode([encode_ticker("IDX_I", 13, 1.0, 1), encode_full("NSE_FNO", 7, Q, LEVELS, LEVELS),
+                                    encode_ticker("IDX_I", 13, 2.0, 2)], 5)
+    channels, payloads = decoded.render()
+    latest = resp.LatestFields().latest(channels + [bus.CHANNEL_GAPS], payloads + [b'{"type":"gap"}'])
+    assert set(latest) == {b"ticker:IDX_I:13", b"full:NSE_FNO:7", b"depth:NSE_FNO:7"}
+    assert orjson.loads(latest[b"ticker:IDX_I:13"])["ltp"] == 2.0
+
+
+@pytest.mark.integration
+def test_a_transaction_lands_in_redis_with_its_marker(redis_client):
+    payloads = [b'{"type":"ticker","exchange_segment":"IDX_I","security_id":13,"recv_ts":1,"ltp":5.0,"ltt":1}']
+    body = resp.publish_and_xadd([bus.CHANNEL_TICKS], payloads)
+    data, replies = resp.transaction(body, 2, resp.LatestFields().latest([bus.CHANNEL_TICKS], payloads), ("m", "run:1"))
+    conn = redis_client.connection_pool.get_connection()
+    try:
+        conn.send_packed_command([data])
+        got = [conn.read_response() for _ in range(replies)]
+    finally:
+        redis_client.connection_pool.release(conn)
+    assert isinstance(got[-1], list) and len(got[-1]) == 4
+    assert redis_client.xrange(bus.STREAM_TICKS)[0][1] == {b"data": payloads[0]}
+    assert redis_client.hget(bus.LATEST_HASH, "ticker:IDX_I:13") == payloads[0]
+    assert redis_client.get("m") == b"run:1"
+
+
+@pytest.mark.unit
+def test_gap_event_bridges_last_and_first_values_after_a_break():
+    dec = FeedDecoder()
+    gaps = GapTracker()
+    before = dict(Q, volume=1000, ltt=10)
+    assert gaps.observe(dec.decode([encode_quote("NSE_FNO", 7, before), encode_ticker("IDX_I", 13, 1.0, 11)], 1)) == []
+    gaps.mark([("NSE_FNO", 7), ("IDX_I", 13), ("NSE_FNO", 99)], "stall")
+    after = [encode_quote("NSE_FNO", 7, dict(Q, volume=1500, ltt=20)),
+             encode_quote("NSE_FNO", 7, dict(Q, volume=1600, ltt=21)), encode_ticker("NSE_FNO", 99, 1.0, 5)]
+    events = gaps.observe(dec.decode(after, [100, 101, 102]))
+    assert events == [{"type": "gap", "exchange_segment": "NSE_FNO", "security_id": 7, "recv_ts": 100,
+                       "reason": "stall", "last_ltt": 10, "last_volume": 1000, "resume_ltt": 20,
+                       "resume_volume": 1500}]
+    assert set(gaps.pending) == {("IDX_I", 13)}  # 99 resumed but had no history: no event
+    events = gaps.observe(dec.decode([encode_ticker("IDX_I", 13, 2.0, 30)], 200))
+    assert events[0]["last_volume"] is None and events[0]["resume_ltt"] == 30
+    assert not gaps.pending and gaps.gaps == 2
