@@ -139,9 +139,9 @@ class DbWriter:
                 self.step()
                 redis_backoff = RETRY_MIN_S
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
                     raise
-                log.warning("consumer group vanished (Redis restarted empty?); creating it again")
+                log.warning("a stream or the group vanished (%s); creating them again", exc)
                 groups_ready = False
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 self._error("redis_down", exc)
@@ -169,8 +169,8 @@ class DbWriter:
         if now >= self.next_claim and not db_down:
             self.next_claim = now + self.config.claim_every_s
             self.claim_orphans()
-        room = self.config.max_buffer_rows - self.batch.count
-        if room > 0:
+        room = (self.config.max_buffer_rows - self.batch.count) // len(self.config.streams)
+        if room > 0:  # COUNT applies to each stream: the buffer never exceeds max_buffer_rows
             self._read(min(room, self.config.batch_rows), self._wait_ms(now))
         elif db_down:
             time.sleep(min(self.db_retry_at - now, 0.2))

@@ -68,6 +68,7 @@ class EventStore:
                               pymysql.err.ProgrammingError, pymysql.err.NotSupportedError)
         self.sql = {table: make_sql(table, cols) for table, cols in R.COLUMNS.items()}
         self._conn: Any = None
+        engine.dispose()  # connections pooled before the listener was added lack its timeouts
 
     def write(self, batch: dict[str, list[tuple]]) -> None:
         """Insert every table's rows and commit, all or nothing.

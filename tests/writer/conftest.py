@@ -118,7 +118,17 @@ class WriterProcesses:
 
 
 @pytest.fixture
-def writers(tmp_path, db_url, redis_url):
+def chaos_redis(own_redis):
+    """A Redis server of the test's own: writer processes and flushes of other tests never meet."""
+    import redis
+    client = redis.Redis.from_url(own_redis.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def writers(tmp_path, db_url, own_redis):
+    redis_url = own_redis.url
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHAN_", "REDIS_"))}
     env.update(REDIS_URL=redis_url, DHAN_DB_URL=db_url, DHAN_DATA_DIR=str(tmp_path / "var"),
                PYTHONPATH=str(REPO))

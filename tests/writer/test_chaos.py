@@ -1,0 +1,198 @@
+"""The writer process killed, its database cut off, and shared by two processes: nothing lost,
+nothing stored twice."""
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from dhan_trading import bus
+from conftest import (REPO, Publisher, Stored, WriterProcesses, assert_exactly_once, group_pending,
+                      wait_until)
+from writer_events import publish, random_events
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
+
+
+def all_stored(client, stored, published):
+    want = len(published)
+    return lambda: group_pending(client) == 0 and stored.total() == want
+
+
+def test_writer_killed_repeatedly_while_events_flow(writers, chaos_redis, stored):
+    """SIGKILL at random moments (during start-up, reads, inserts, commits, acks), five times."""
+    rng = random.Random(5)
+    publisher = Publisher(chaos_redis, rate=3000)
+    publisher.start()
+    for _ in range(5):
+        proc = writers.start("--flush-ms", "50", "--batch", "500", "--claim-idle-ms", "500")
+        time.sleep(rng.uniform(0.8, 2.0))
+        proc.kill()
+        proc.wait(10)
+    published = publisher.stop()
+    assert group_pending(chaos_redis) > 0 or stored.total() < len(published), \
+        "the kills left nothing to recover: the test proves nothing"
+    final = writers.start("--flush-ms", "50", "--claim-idle-ms", "500")
+    wait_until(all_stored(chaos_redis, stored, published), 40, interval=0.3,
+               what=f"{len(published)} events to be stored")
+    final.terminate()
+    assert final.wait(10) == 0
+    assert_exactly_once(stored, published)
+
+
+def test_two_writers_share_one_group(writers, chaos_redis, stored):
+    a = writers.start("--consumer", "writer-a", "--flush-ms", "50", "--batch", "300")
+    b = writers.start("--consumer", "writer-b", "--flush-ms", "50", "--batch", "300")
+    wait_until(lambda: bus.read_health(chaos_redis, "db_writer:writer-a")
+               and bus.read_health(chaos_redis, "db_writer:writer-b"), 20, what="both writers up")
+    publisher = Publisher(chaos_redis, rate=4000)
+    publisher.start()
+    time.sleep(3)
+    published = publisher.stop()
+    wait_until(all_stored(chaos_redis, stored, published), 30, interval=0.2, what="all events")
+    time.sleep(1.2)  # one more health record each
+    shares = {n: bus.read_health(chaos_redis, f"db_writer:{n}")["rows_total"] for n in ("writer-a", "writer-b")}
+    for proc in (a, b):
+        proc.terminate()
+    assert a.wait(10) == 0 and b.wait(10) == 0
+    assert all(share > 0 for share in shares.values()), f"one writer did all the work: {shares}"
+    assert sum(shares.values()) == len(published)
+    assert_exactly_once(stored, published)
+
+
+class CuttableProxy:
+    """A TCP proxy to MariaDB that the test can cut (every connection dropped and new ones
+    refused) and restore, as if the database server became unreachable."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut_off = threading.Event()
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets |= {client, upstream}
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                self._close(s)
+
+    def _close(self, s: socket.socket) -> None:
+        with self.lock:
+            self.sockets.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        with self.lock:
+            live = list(self.sockets)
+        for s in live:
+            self._close(s)
+
+    def restore(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.closed = True
+        self.cut()
+        self.listener.close()
+
+
+def _outage_test(writers, chaos_redis, stored, cut, restore):
+    proc = writers.start("--flush-ms", "50", "--batch", "500", "--max-buffer", "1000")
+    first = publish(chaos_redis, random_events(2000))
+    wait_until(all_stored(chaos_redis, stored, first), 30, what="events before the outage")
+    cut()
+    second = publish(chaos_redis, random_events(5000, seed=3))
+    def reported_down():
+        health = bus.read_health(chaos_redis, "db_writer")
+        return health and health["state"] == "db_down" and health["pending"] > 0
+
+    wait_until(reported_down, 20, what="the writer to report the database down")
+    time.sleep(2)
+    health = bus.read_health(chaos_redis, "db_writer")
+    assert health["errors"] > 0 and health["state"] == "db_down"
+    assert health["buffered"] <= 1000, "the buffer grew past --max-buffer"
+    assert health["pending"] <= 1000 and health["backlog"] > 0, "it kept reading while the DB was down"
+    assert stored.total() == len(first)
+    restore()
+    third = publish(chaos_redis, random_events(1000, seed=4))
+    published = first + second + third
+    wait_until(all_stored(chaos_redis, stored, published), 40, interval=0.2, what="recovery")
+    wait_until(lambda: bus.read_health(chaos_redis, "db_writer")["state"] == "running", 5,
+               what="the writer to report itself running again")
+    proc.terminate()
+    assert proc.wait(10) == 0
+    assert_exactly_once(stored, published)
+
+
+@pytest.fixture
+def mariadb_behind_proxy(mariadb_database):
+    proxy = CuttableProxy(3306)
+    yield proxy, mariadb_database.replace("127.0.0.1:3306", f"127.0.0.1:{proxy.port}")
+    proxy.close()
+
+
+def test_mariadb_unreachable_for_a_while_loses_nothing(mariadb_behind_proxy, chaos_redis, tmp_path,
+                                                         own_redis):
+    proxy, url = mariadb_behind_proxy
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHAN_", "REDIS_"))}
+    env.update(REDIS_URL=own_redis.url, DHAN_DB_URL=url, DHAN_DATA_DIR=str(tmp_path / "var"), PYTHONPATH=str(REPO))
+    procs, stored = WriterProcesses(env, tmp_path), Stored(url.replace(f":{proxy.port}", ":3306"))
+    try:
+        _outage_test(procs, chaos_redis, stored, proxy.cut, proxy.restore)
+    finally:
+        procs.stop_all()
+        stored.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_locked_for_a_while_loses_nothing(writers, chaos_redis, stored, db_url):
+    """Another process holding an exclusive lock is SQLite's "database unreachable"."""
+    holder = {}
+
+    def lock():
+        conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
+        conn.execute("BEGIN EXCLUSIVE")
+        holder["conn"] = conn
+
+    def unlock():
+        holder["conn"].execute("ROLLBACK")
+        holder["conn"].close()
+
+    _outage_test(writers, chaos_redis, stored, lock, unlock)
