@@ -83,8 +83,9 @@ class FeedConnection:
                 async with connect(self.url, max_size=None, compression=None, open_timeout=10,
                                    close_timeout=2, max_queue=None) as ws:
                     self._ws = ws
-                    for message in self.plan.messages:
-                        await ws.send(message)
+                    # Subscribe while already receiving: a server that answers the handshake with
+                    # a disconnect packet (expired token, no plan) must be heard, not missed.
+                    subscribing = asyncio.create_task(self._subscribe(ws))
                     self.connected = True
                     self.stats.connects += 1
                     self.backoff.connected(time.monotonic())
@@ -93,8 +94,11 @@ class FeedConnection:
                         self.inbox.mark(self.plan.keys, "stall" if stalled else "reconnect")
                     log.info("%s connected to %s (%d instruments, %d subscribe messages)", self.name,
                              mask_url(self.url), len(self.plan.instruments), len(self.plan.messages))
-                    first, stalled = False, False
-                    stalled = await self._receive(ws)
+                    first = False
+                    try:
+                        stalled = await self._receive(ws)
+                    finally:
+                        subscribing.cancel()
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 log.warning("%s: handshake refused with HTTP %d", self.name, status)
@@ -123,6 +127,13 @@ class FeedConnection:
                 await asyncio.wait_for(self.stop.wait(), delay)
             except asyncio.TimeoutError:
                 pass
+
+    async def _subscribe(self, ws) -> None:
+        try:
+            for message in self.plan.messages:
+                await ws.send(message)
+        except ConnectionClosed:
+            pass  # the receive loop sees the close and says why
 
     async def _receive(self, ws) -> bool:
         """Receive until the socket closes; True if the stall watchdog closed it."""

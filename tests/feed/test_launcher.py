@@ -1,0 +1,154 @@
+"""The launcher end to end: `launch_fno_feed.py --force` against the simulator fills the three
+streams with exactly what the simulator sent; fatal codes exit FATAL; the token is never written."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+import redis
+
+from dhan_trading import bus, exitcodes
+from dhan_trading.capture import read_capture
+from dhan_trading.market_feed.feed import Feed, FeedOptions
+from dhan_trading.market_feed.launcher import closed_message
+from dhan_trading.market_feed.plan import plan_connections
+from dhan_trading.protocol import FeedDecoder
+from dhan_trading.scheduler.calendar import IST
+from dhan_trading.simulator.server import running_simulator
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "secret-test-token"
+
+
+def _env(tmp_path: Path, feed_url: str, redis_url: str, token: str = TOKEN) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHAN_", "REDIS_"))}
+    env.update(REDIS_URL=redis_url, DHAN_FEED_URL=feed_url, DHAN_CLIENT_ID="1000000001",
+               DHAN_ACCESS_TOKEN=token, DHAN_DATA_DIR=str(tmp_path / "var"), DHAN_FEED_STALL_TIMEOUT="10")
+    return env
+
+
+def _launch(env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO / "launch_fno_feed.py"), *args], env=env, cwd="/",
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _no_token_anywhere(directory: Path, output: str, token: str) -> None:
+    assert token not in output
+    for path in directory.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), f"token written to {path}"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_streams_hold_exactly_what_the_simulator_sent(tmp_path, redis_url, redis_client):
+    sent_log = tmp_path / "sent.dcap"
+    with running_simulator(port=0, seed=1, rate=2000, sent_log=sent_log) as sim:
+        proc = _launch(_env(tmp_path, sim.url, redis_url), "--force")
+        try:
+            deadline = time.monotonic() + 30
+            while redis_client.xlen(bus.STREAM_QUOTES) < 1500 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            sim.pause(True)
+            time.sleep(0.5)  # what was on the wire arrives
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, output[-2000:]
+    frames = [frame for _, kind, frame in read_capture(sent_log) if kind == 0]
+    assert len(frames) > 1500
+    decoded = FeedDecoder().decode(frames, 0)
+    want: dict[str, list[dict]] = {s: [] for s in bus.STREAMS}
+    for channel, payload in zip(*decoded.render()):
+        event = orjson.loads(payload)
+        del event["recv_ts"]
+        want[bus.CHANNEL_STREAM[channel]].append(event)
+    for stream in bus.STREAMS:
+        got = [orjson.loads(f[b"data"]) for _, f in redis_client.xrange(stream)]
+        for event in got:
+            assert event.pop("recv_ts") > 0
+        assert len(got) == len(want[stream]), stream
+        # ltp etc. are rounded to the master's ticks by the feed, to 0.01 by the bare decoder here
+        assert [(e["type"], e["exchange_segment"], e["security_id"], e.get("ltt"), e.get("volume")) for e in got] == \
+               [(e["type"], e["exchange_segment"], e["security_id"], e.get("ltt"), e.get("volume")) for e in want[stream]]
+    captures = list((tmp_path / "var" / "captures").glob("*.dcap"))
+    assert len(captures) == 1 and sum(1 for _ in read_capture(captures[0])) == len(frames)
+    assert redis_client.hlen(bus.LATEST_HASH) > 0
+    _no_token_anywhere(tmp_path / "var", output, TOKEN)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("token, reason", [("EXPIRED", 807), ("NOPLAN", 806)])
+def test_fatal_disconnect_exits_with_the_no_restart_code_and_says_how_to_fix(tmp_path, redis_url, token, reason):
+    with running_simulator(port=0, seed=1, rate=200) as sim:
+        proc = _launch(_env(tmp_path, sim.url, redis_url, token=token), "--force", "--duration", "20")
+        output = proc.communicate(timeout=30)[0].decode()
+        stats = sim.stats
+    assert proc.returncode == exitcodes.FATAL, output[-2000:]
+    assert f"({reason})" in output and "web.dhan.co" in output
+    assert stats["connections_total"] == 1  # no retry storm
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_12000_instruments_open_3_sockets_on_the_simulator(redis_url):
+    instruments = [("NSE_FNO", 1_000_000 + i, "full") for i in range(12_000)]
+    with running_simulator(port=0, seed=1, rate=500, instruments_csv="") as sim:
+        feed = Feed(service="test_feed", plans=plan_connections(instruments),
+                    feed_url=f"{sim.url}/?version=2&token={TOKEN}&clientId=1000000001&authType=2",
+                    redis_url=redis_url, ticks={}, options=FeedOptions(health_interval=0.2))
+
+        async def main() -> dict:
+            task = asyncio.create_task(feed.run())
+            deadline = time.monotonic() + 20
+            stats: dict = {}
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                stats = await asyncio.to_thread(lambda: sim.stats)
+                if stats["instruments"] == 12_000:
+                    break
+            feed.stop.set()
+            await task
+            return stats
+        stats = asyncio.run(main())
+    assert stats["connections"] == 3 and stats["instruments"] == 12_000
+    assert stats["kicked"] == {}
+
+
+@pytest.mark.unit
+def test_closed_market_message_names_the_next_session(settings_env):
+    settings = settings_env()
+    saturday = datetime(2026, 11, 21, 10, 0, tzinfo=IST)
+    message = closed_message(saturday, False, settings)
+    assert message and "NSE" in message and "Mon 23 Nov 2026" in message and "--force" in message
+    assert closed_message(datetime(2026, 11, 23, 9, 0, tzinfo=IST), False, settings) is None  # pre-open
+    assert closed_message(datetime(2026, 11, 23, 8, 50, tzinfo=IST), False, settings) is None  # 15 min lead
+    evening = datetime(2026, 11, 23, 20, 0, tzinfo=IST)
+    assert closed_message(evening, False, settings) is not None
+    assert closed_message(evening, True, settings) is None  # MCX trades until 23:55
+
+
+@pytest.mark.integration
+def test_outside_hours_without_force_exits_0_before_connecting(tmp_path, redis_url):
+    env = _env(tmp_path, "ws://127.0.0.1:9", redis_url)
+    env["DHAN_HOLIDAYS_FILE"] = str(tmp_path / "closed.csv")
+    today = datetime.now(IST).date()
+    rows = [f"{today.fromordinal(today.toordinal() + d).isoformat()},{ex},closed" for d in (-1, 0, 1) for ex in ("NSE", "MCX")]
+    (tmp_path / "closed.csv").write_text("date,exchange,kind\n" + "\n".join(rows) + "\n")
+    proc = _launch(env)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, output
+    assert "next session" in output and "--force" in output
