@@ -92,8 +92,11 @@ class Connection:
         return f"<conn {self.id} {self.pool}>"
 
     def push(self, frame: bytes) -> None:
-        """Queue a frame without waiting; a client too slow to keep up is dropped, not waited for."""
-        if self.closing:
+        """Queue a frame without waiting; a client too slow to keep up is dropped, not waited for.
+
+        While the simulator is paused data frames are dropped here (disconnects still go out).
+        """
+        if self.closing or self.sim.paused:
             return
         try:
             self.queue.put_nowait(frame)
@@ -105,6 +108,8 @@ class Connection:
 
     async def put(self, frame: bytes) -> None:
         """Queue a frame, waiting for room (replay: the recording sets the pace, not the cap)."""
+        while self.sim.paused and not self.closing:
+            await asyncio.sleep(0.05)
         if not self.closing:
             await self.queue.put(frame)
 
@@ -214,7 +219,8 @@ class Simulator:
         self._in_loop(drop)
 
     def pause(self, paused: bool = True) -> None:
-        """Stay connected (pings still answered) but send no data: a silent connection."""
+        """Stay connected (pings still answered) but send no data, not even subscribe snapshots:
+        a silent connection. The market stands still; a replay waits."""
         self.paused = paused
 
     @property

@@ -242,13 +242,16 @@ def test_pause_keeps_the_connection_but_sends_nothing(sim):
             await collect(ws, 2, count=4)
             sim.pause(True)
             await collect(ws, 0.3)
-            silent = await collect(ws, 1.0)
+            async with connect(main_url(sim.url)) as late:  # even a new subscriber hears nothing
+                await late.send(subscribe_messages([(fut.exchange_segment, fut.security_id)], "quote")[0])
+                silent = await collect(ws, 1.0)
+                late_got = await collect(late, 0.1)
             pong = await asyncio.wait_for(await ws.ping(), 2)  # still alive
             sim.pause(False)
             resumed = await collect(ws, 3, count=2)
-            return silent, pong, resumed
-    silent, pong, resumed = run(scenario())
-    assert silent.frames == [] and not silent.closed
+            return silent, late_got, pong, resumed
+    silent, late_got, pong, resumed = run(scenario())
+    assert silent.frames == [] and not silent.closed and late_got.frames == []
     assert pong is not None and len(resumed.frames) == 2
 
 
