@@ -27,6 +27,8 @@ CH_TICKS, CH_QUOTES, CH_DEPTH = "dhan:ticks", "dhan:quotes", "dhan:depth"
 DEFAULT_TICK = 0.01  # "2 decimals when unknown"
 
 _SEG_BYTES = [segment_name(code).encode() for code in range(256)]
+_BINARY_TYPES = (bytes, bytearray, memoryview)
+_BINARY = frozenset(_BINARY_TYPES)
 
 # Per packet code: (event type, channel, [(json key, column, kind)]) where kind is
 # "tick" (price rounded to the instrument's tick), "p2" (price rounded to 2 decimals) or "int".
@@ -154,10 +156,10 @@ class FeedDecoder:
         out = Decoded()
         if not frames:
             return out
-        if any(not isinstance(f, (bytes, bytearray, memoryview)) for f in frames):
-            kept = [(f, t) for f, t in zip(frames, _per_frame(recv_ts, len(frames)))
-                    if isinstance(f, (bytes, bytearray, memoryview))]
-            out.error("text frame", len(frames) - len(kept))
+        if not set(map(type, frames)) <= _BINARY:  # a set of types: a C loop, not a Python one
+            kept = [(f, t) for f, t in zip(frames, _per_frame(recv_ts, len(frames))) if isinstance(f, _BINARY_TYPES)]
+            if len(kept) < len(frames):
+                out.error("text frame", len(frames) - len(kept))
             frames, recv_ts = [f for f, _ in kept], [t for _, t in kept]
             if not frames:
                 return out
@@ -205,7 +207,7 @@ class FeedDecoder:
             if not ok.any():
                 continue
             starts_ok = p_start[ok]
-            rows = u8[starts_ok[:, None] + np.arange(size)].view(DTYPES[code]).ravel()
+            rows = _windows(buf, size)[starts_ok].view(DTYPES[code]).ravel()
             if code == DISCONNECT:
                 out.disconnects += [(segment_name(s), i, r) for s, i, r in zip(
                     rows["segment"].tolist(), rows["security_id"].tolist(), rows["reason"].tolist())]
@@ -219,16 +221,21 @@ class FeedDecoder:
                  out: Decoded) -> PacketRecords | None:
         """Snap prices to the tick grid; rows with non-finite prices are counted and dropped."""
         price_cols = _PRICE_COLUMNS[code]
-        if price_cols:
-            finite = np.logical_and.reduce([np.isfinite(rows[c]) for c in price_cols])
-            if not finite.all():
-                out.error(f"non-finite price in {_LAYOUT[code][0]} packet", int(len(rows) - np.count_nonzero(finite)))
-                rows, stamps, order = rows[finite], stamps[finite], order[finite]
-                if not len(rows):
-                    return None
-        tick = self.ticks.lookup(rows["segment"], rows["security_id"]) if price_cols else None
-        prices = {c: (np.round(rows[c].astype(np.float64), 2) if c == "atp"
-                      else round_to_tick(rows[c].astype(np.float64), tick)) for c in price_cols}
+        if not price_cols:
+            return PacketRecords(code, rows, stamps, order, {})
+        raw = np.empty((len(price_cols), len(rows)))  # one matrix: a few numpy calls, not a few per column
+        for i, col in enumerate(price_cols):
+            raw[i] = rows[col]
+        finite = np.isfinite(raw).all(axis=0)
+        if not finite.all():
+            out.error(f"non-finite price in {_LAYOUT[code][0]} packet", int(len(rows) - np.count_nonzero(finite)))
+            rows, stamps, order, raw = rows[finite], stamps[finite], order[finite], raw[:, finite]
+            if not len(rows):
+                return None
+        snapped = round_to_tick(raw, self.ticks.lookup(rows["segment"], rows["security_id"]))
+        prices = dict(zip(price_cols, snapped))
+        if "atp" in prices:
+            prices["atp"] = np.round(raw[price_cols.index("atp")], 2)
         return PacketRecords(code, rows, stamps, order, prices)
 
 
@@ -243,33 +250,53 @@ def _texts(values: np.ndarray) -> list[bytes]:
     return orjson.dumps(np.ascontiguousarray(values), option=_NUMPY)[1:-1].split(b",")
 
 
-def _column(rec: PacketRecords, col: str) -> list[bytes]:
-    return _texts(rec.prices[col] if col in rec.prices else rec.rows[col])
+def _blocks(matrix: np.ndarray) -> list[list[bytes]]:
+    """JSON texts of every row of a (columns x packets) matrix, in one orjson call and one split."""
+    texts = _texts(matrix.ravel())
+    n = matrix.shape[1]
+    return [texts[i:i + n] for i in range(0, len(texts), n)]
 
 
-def _render_one(rec: PacketRecords) -> list[bytes]:
-    _, _, fields = _LAYOUT[rec.code]
-    cols = [_SEG_OBJ[rec.rows["segment"]].tolist(), _texts(rec.rows["security_id"]), _texts(rec.recv_ts)]
-    cols += [_column(rec, col) for _, col, _ in fields]
-    return [_TEMPLATES[rec.code] % row for row in zip(*cols)]
+def _render_record(rec: PacketRecords) -> list[list[bytes]]:
+    """Payloads of one record: its main event, and for a full packet its depth event too."""
+    int_cols, price_cols, outputs = _PLANS[rec.code]
+    ints = np.empty((len(int_cols), len(rec.rows)), np.int64)
+    ints[0], ints[1] = rec.rows["security_id"], rec.recv_ts
+    for i, col in enumerate(int_cols[2:], 2):
+        ints[i] = rec.rows[col]
+    texts = [_SEG_OBJ[rec.rows["segment"]].tolist()] + _blocks(ints)
+    if price_cols:
+        texts += _blocks(np.stack([rec.prices[col] for col in price_cols]))
+    return [[template % row for row in zip(*[texts[i] for i in slots])] for template, slots in outputs]
 
 
-def _render_depth(rec: PacketRecords) -> list[bytes]:
-    cols = [_SEG_OBJ[rec.rows["segment"]].tolist(), _texts(rec.rows["security_id"]), _texts(rec.recv_ts)]
-    for side in ("bid", "ask"):
-        for i in range(5):
-            cols += [_column(rec, f"{side}_price{i}"), _column(rec, f"{side}_qty{i}"),
-                     _column(rec, f"{side}_orders{i}")]
-    return [_DEPTH_TEMPLATE % row for row in zip(*cols)]
+def _plan(code: int) -> tuple[list[str], list[str], list[tuple[bytes, list[int]]]]:
+    """Which integer and price columns a record renders, and where each template takes them from."""
+    int_cols, price_cols = ["security_id", "recv_ts"], _PRICE_COLUMNS[code]
+    fields = [col for _, col, _ in _LAYOUT[code][2]]
+    depth = [f"{side}_{name}{i}" for side in ("bid", "ask") for i in range(5) for name in ("price", "qty", "orders")]
+    int_cols += [col for col in fields + (depth if code == FULL else []) if col not in price_cols]
+
+    def slots(columns: list[str]) -> list[int]:
+        return [0, 1, 2] + [1 + int_cols.index(c) if c in int_cols else 1 + len(int_cols) + price_cols.index(c)
+                            for c in columns]
+    outputs = [(_TEMPLATES[code], slots(fields))]
+    if code == FULL:
+        outputs.append((_DEPTH_TEMPLATE, slots(depth)))
+    return int_cols, price_cols, outputs
+
+
+_PLANS = {code: _plan(code) for code in _LAYOUT}
 
 
 def render(records: list[PacketRecords]) -> tuple[list[str], list[bytes]]:
     """Records -> (channels, JSON payloads) in arrival order; the depth of a full packet follows it."""
     parts: list[tuple[np.ndarray, str, list[bytes]]] = []
     for rec in records:
-        parts.append((rec.order, _LAYOUT[rec.code][1], _render_one(rec)))
+        payloads = _render_record(rec)
+        parts.append((rec.order, _LAYOUT[rec.code][1], payloads[0]))
         if rec.code == FULL:
-            parts.append((rec.order + 1, CH_DEPTH, _render_depth(rec)))
+            parts.append((rec.order + 1, CH_DEPTH, payloads[1]))
     if not parts:
         return [], []
     if len(parts) == 1:
@@ -278,6 +305,12 @@ def render(records: list[PacketRecords]) -> tuple[list[str], list[bytes]]:
     channels = [c for _, c, part in parts for _ in part]
     order = np.argsort(np.concatenate([o for o, _, _ in parts]), kind="stable").tolist()
     return [channels[i] for i in order], [payloads[i] for i in order]
+
+
+def _windows(buf: bytes, size: int) -> np.ndarray:
+    """Read-only view of every `size`-byte window of `buf` (row i starts at byte i): indexing it
+    with packet starts copies whole rows, several times faster than a per-byte gather."""
+    return np.ndarray((len(buf) - size + 1, size), np.uint8, buf, 0, (1, 1))
 
 
 def _split(buf: bytes, starts, sizes, frames: np.ndarray, out: Decoded):

@@ -78,7 +78,8 @@ def levels(draw, tick: str) -> list[list]:
 def quote_fields(draw, tick: str, full: bool) -> dict:
     f = {"ltp": draw(prices(tick)), "ltq": draw(st.integers(0, U16)), "ltt": draw(st.integers(0, U32)),
          "atp": on_grid(draw(st.integers(0, 2**17 * 100 - 1)), "0.01"), "volume": draw(st.integers(0, U32)),
-         "total_buy_qty": draw(st.integers(0, U32)), "total_sell_qty": draw(st.integers(0, U32)),
+         "total_buy_qty": draw(st.integers(0, U32)),
+         "total_sell_qty": draw(st.integers(0, U32)),
          "open": draw(prices(tick)), "high": draw(prices(tick)), "low": draw(prices(tick)),
          "close": draw(prices(tick))}
     if full:
@@ -88,7 +89,8 @@ def quote_fields(draw, tick: str, full: bool) -> dict:
 
 
 INSTRUMENTS = [("NSE_FNO", 35001, "0.05"), ("NSE_FNO", 35002, "0.05"), ("IDX_I", 13, "0.05"),
-               ("NSE_EQ", 1333, "0.05"), ("NSE_EQ", 2885, "0.10"), ("MCX_COMM", 449735, "1"), ("BSE_EQ", 500325, "0.01")]
+               ("NSE_EQ", 1333, "0.05"), ("NSE_EQ", 2885, "0.10"), ("MCX_COMM", 449735, "1"),
+               ("BSE_EQ", 500325, "0.01")]
 TICK_TABLE = {(seg, sid): TICKS[tick] for seg, sid, tick in INSTRUMENTS}
 
 

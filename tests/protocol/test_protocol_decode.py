@@ -283,10 +283,13 @@ def test_longer_length_field_than_layout_decodes_the_known_prefix():
     assert decode([bytes(frame)]).events() == SAMPLES[0].events(TS)
 
 
-def test_bytearray_and_memoryview_frames_are_accepted():
+def test_bytearray_memoryview_and_bytes_subclass_frames_are_accepted():
+    class Frame(bytes):
+        pass
+
     frame = SAMPLES[0].encode()
-    d = decode([bytearray(frame), memoryview(frame)])
-    assert len(d.events()) == 2
+    d = decode([bytearray(frame), memoryview(frame), Frame(frame)])
+    assert len(d.events()) == 3 and d.errors == 0 and not d.error_reasons
 
 
 # --- helpers of Decoded -------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def test_parse_request_reads_back_what_the_builders_write():
 def test_parse_request_accepts_the_flat_200_depth_shape_and_the_sdk_unsubscribe_code():
     flat = b'{"RequestCode": 23, "ExchangeSegment": "NSE_EQ", "SecurityId": "1333"}'
     assert parse_request(flat) == Request(23, (("NSE_EQ", 1333),))
-    sdk_unsub = b'{"RequestCode": 24, "InstrumentCount": 1, "InstrumentList": [{"ExchangeSegment": "NSE_EQ", "SecurityId": "1"}]}'
+    sdk_unsub = orjson.dumps({"RequestCode": 24, "InstrumentCount": 1,
+                              "InstrumentList": [{"ExchangeSegment": "NSE_EQ", "SecurityId": "1"}]})
     assert parse_request(sdk_unsub).code == 24
 
 
