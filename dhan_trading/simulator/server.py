@@ -5,8 +5,8 @@ per frame, prev close on subscribe, pings). The data comes from a *source*: the 
 (`MarketSource`, default) or a recorded capture (`replay.ReplaySource`); this module owns the
 connections, the requests and the limits, which both sources share.
 
-Use it from code as `async with`-free objects (`await sim.start()` / `await sim.stop()`), or from
-synchronous code with `running_simulator(**config)`, which runs it on its own thread and loop.
+From async code: `await sim.start()` / `await sim.stop()`; from synchronous code (tests,
+benchmarks): `running_simulator(**config)`, which serves from its own thread and event loop.
 """
 from __future__ import annotations
 
@@ -248,9 +248,6 @@ class Simulator:
         return asyncio.run_coroutine_threadsafe(call(), loop).result(10)
 
     # --- sending ------------------------------------------------------------------------------
-
-    def deliver(self, conn: Connection, frame: bytes) -> None:
-        conn.push(frame)
 
     def record(self, kind: int, frame: bytes) -> None:
         """Count a frame handed to a socket and append it to the sent log."""
