@@ -154,5 +154,6 @@ def run(quick: bool) -> list[Result]:
     for batch in (100, 500):
         results.append(Result(f"decoder: decode+render JSON, batch {batch}",
                               count / _best(ours(batch, True), repeats), sdk_json_fps, "frames/s",
-                              SDK_NAME + " + orjson.dumps", note="payloads ready for Redis"))
+                              SDK_NAME + " + orjson.dumps",
+                              note="JSON payloads ready for Redis (a full packet gives two: full + depth)"))
     return results
