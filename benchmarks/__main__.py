@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs (for a smoke test)")
     parser.add_argument("--only", help="run only benchmarks whose module name contains this")
     args = parser.parse_args(argv)
-    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                    if m.name.startswith("bench_") and (not args.only or args.only in m.name))
     table = Table(title="Dhan Trading System benchmarks")
     for col in ("benchmark", "ours", "baseline", "baseline value", "ratio", "note"):
