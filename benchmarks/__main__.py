@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title="Dhan Trading System benchmarks")
     for col in ("benchmark", "ours", "baseline", "baseline value", "ratio", "note"):
         table.add_column(col)
-    console = Console()
+    console = Console(width=200)
     for name in names:
         started = time.perf_counter()
         console.print(f"[bold]running {name}[/]")
