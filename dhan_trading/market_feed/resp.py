@@ -98,18 +98,3 @@ class LatestFields:
                 if field is not None:
                     out[field] = payload
         return out
-
-
-def transaction(body: bytes, queued: int, latest: Mapping[bytes, bytes], marker: tuple[str, str]) -> tuple[bytes, int]:
-    """MULTI, `body` (`queued` commands), HSET latest, SET marker, EXEC -> (bytes, top-level replies).
-
-    Redis runs the whole batch or none of it; the marker (a per-run batch number) tells the
-    sender after a lost connection whether its last batch was applied (exactly-once delivery).
-    """
-    parts = [command("MULTI"), body]
-    if latest:
-        parts.append(hset(bus.LATEST_HASH, latest))
-        queued += 1
-    parts.append(command("SET", *marker))
-    parts.append(command("EXEC"))
-    return b"".join(parts), queued + 3  # +OK, one +QUEUED per command (incl. SET), the EXEC array

@@ -1,19 +1,24 @@
 """The Redis side of the feed: a bounded outbox of event batches and one asyncio sender.
 
-Delivery semantics: each batch goes to Redis as one MULTI/EXEC transaction that also sets a
-per-run marker to the batch's number, so Redis applies a batch entirely or not at all. When
-the connection breaks, the sender reconnects (capped backoff), reads the marker, drops the
-batches Redis already applied and resends the rest, in order: exactly once, as long as the
-outbox holds. The outbox is bounded (events); on overflow the OLDEST unsent batches are dropped
-and counted (the raw capture on disk still has them for replay), so a long Redis outage costs
-a counted hole rather than the feed's memory. If Redis itself restarts empty, the marker is
-gone too and everything unacknowledged is resent.
+Delivery semantics (streams): exactly once while the outbox holds. Batches are pipelined as
+plain commands (PUBLISH + XADD per event, one HSET of the latest values), in order. Redis runs
+pipelined commands in order, so when the connection breaks mid-batch what was applied is a
+prefix of the unconfirmed events. On reconnect the sender reads the last entry of each stream
+and drops the unconfirmed events up to the last one Redis already holds, then resends the rest.
+(MULTI/EXEC would make this trivially atomic but costs Redis ~40% of its throughput, measured:
+docs/FEED.md.) An event is identified by its payload, which carries its receive time in ns and
+its instrument; two identical payloads in one unconfirmed batch (a packet repeated within one
+frame) could make one of them count as applied. If Redis restarts empty, everything
+unconfirmed is resent. Pub/sub is lossy by nature: a resent event may be published twice.
+
+The outbox is bounded (events); on overflow the OLDEST unsent batches are dropped and counted
+(the raw capture on disk still has them for replay), so a long Redis outage costs a counted
+hole rather than the feed's memory.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
@@ -21,6 +26,7 @@ from typing import Sequence
 import hiredis
 from redis.connection import parse_url
 
+from .. import bus
 from ..config import mask_url
 from . import resp
 from .backoff import Backoff
@@ -30,7 +36,6 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Batch:
-    seq: int
     channels: list[str]
     payloads: list[bytes]
 
@@ -50,18 +55,17 @@ class RedisSink:
         self.coalesce_events = coalesce_events
         self.reply_timeout = reply_timeout
         self.backoff = backoff or Backoff(initial=0.1, cap=5.0, stable_after=10.0)
-        self.marker_key = f"dhan:feed:{service}:applied"
-        self.run_id = secrets.token_hex(6)
         self.outbox: deque[Batch] = deque()
         self.buffered = 0           # events in the outbox
         self.inflight = 0           # batches at the front of the outbox being sent now
+        self.unconfirmed = 0        # batches that were in flight when the connection broke
+        self.resent_skipped = 0     # events found already applied after a break
         self.sent_events = 0
         self.dropped_events = 0
         self.dropped_batches = 0
         self.failed_batches = 0     # rejected by Redis itself (not retried: a retry cannot help)
         self.connected = False
         self.outages = 0
-        self._seq = 0
         self._wake = asyncio.Event()
         self._closing = False
         self._stopped = asyncio.Event()
@@ -73,8 +77,7 @@ class RedisSink:
     def submit(self, channels: Sequence[str], payloads: Sequence[bytes]) -> None:
         if not payloads:
             return
-        self._seq += 1
-        self.outbox.append(Batch(self._seq, list(channels), list(payloads)))
+        self.outbox.append(Batch(list(channels), list(payloads)))
         self.buffered += len(payloads)
         if self.buffered > self.max_events:
             self._overflow()
@@ -82,9 +85,10 @@ class RedisSink:
 
     def _overflow(self) -> None:
         dropped = 0
-        while self.buffered > self.max_events and len(self.outbox) > self.inflight + 1:
-            victim = self.outbox[self.inflight]
-            del self.outbox[self.inflight]
+        keep = max(self.inflight, self.unconfirmed)  # may be (partly) in Redis: never dropped
+        while self.buffered > self.max_events and len(self.outbox) > keep + 1:
+            victim = self.outbox[keep]
+            del self.outbox[keep]
             self.buffered -= len(victim.payloads)
             dropped += len(victim.payloads)
             self.dropped_batches += 1
@@ -141,12 +145,12 @@ class RedisSink:
         for batch in self.outbox:
             if take and events + len(batch.payloads) > self.coalesce_events:
                 break
-            body = resp.publish_and_xadd(batch.channels, batch.payloads)
+            parts.append(resp.publish_and_xadd(batch.channels, batch.payloads))
+            replies += 2 * len(batch.payloads)
             latest = self._latest.latest(batch.channels, batch.payloads)
-            data, count = resp.transaction(body, 2 * len(batch.payloads), latest,
-                                           (self.marker_key, f"{self.run_id}:{batch.seq}"))
-            parts.append(data)
-            replies += count
+            if latest:
+                parts.append(resp.hset(bus.LATEST_HASH, latest))
+                replies += 1
             events += len(batch.payloads)
             take += 1
         self.inflight = take
@@ -216,24 +220,40 @@ class RedisSink:
         if params.get("db"):
             await self._command("SELECT", int(params["db"]))
         await self._command("CLIENT", "SETNAME", "dhan-feed")
-        applied = await self._command("GET", self.marker_key)
-        self._skip_applied(applied)
+        if self.unconfirmed:
+            await self._skip_applied()
         if self.outages:
             log.info("Redis is back (%s); sending %d buffered events", mask_url(self.url), self.buffered)
         self.connected = True
         self.backoff.connected(asyncio.get_running_loop().time())
 
-    def _skip_applied(self, applied: object) -> None:
-        """Drop batches the marker says Redis already applied before the connection broke."""
-        if not isinstance(applied, bytes):
-            return
-        run_id, _, seq = applied.decode(errors="replace").partition(":")
-        if run_id != self.run_id or not seq.isdigit():
-            return
-        while self.outbox and self.outbox[0].seq <= int(seq):
-            done = self.outbox.popleft()
-            self.buffered -= len(done.payloads)
-            self.sent_events += len(done.payloads)
+    async def _skip_applied(self) -> None:
+        """Drop the unconfirmed events Redis already applied before the connection broke."""
+        tails: dict[str, bytes] = {}
+        for stream in {bus.CHANNEL_STREAM[c] for b in list(self.outbox)[:self.unconfirmed] for c in set(b.channels)}:
+            entries = await self._command("XREVRANGE", stream, "+", "-", "COUNT", 1)
+            if entries:
+                fields = entries[0][1]
+                tails[stream] = dict(zip(fields[::2], fields[1::2])).get(bus.STREAM_FIELD, b"")
+        applied, position = 0, 0
+        for batch in list(self.outbox)[:self.unconfirmed]:
+            for channel, payload in zip(batch.channels, batch.payloads):
+                position += 1
+                if tails.get(bus.CHANNEL_STREAM[channel]) == payload:
+                    applied = position
+        self.unconfirmed = 0
+        while applied and self.outbox:
+            batch = self.outbox[0]
+            if applied >= len(batch.payloads):
+                self.outbox.popleft()
+                cut = len(batch.payloads)
+            else:
+                cut = applied
+                del batch.channels[:cut], batch.payloads[:cut]
+            applied -= cut
+            self.buffered -= cut
+            self.sent_events += cut
+            self.resent_skipped += cut
 
     async def _lost(self, exc: BaseException) -> None:
         if self.connected or self.outages == 0 or self.inflight:
@@ -242,6 +262,7 @@ class RedisSink:
         if self.connected or self.outages == 0:
             self.outages += 1
         self.connected = False
+        self.unconfirmed = max(self.unconfirmed, self.inflight)
         self.inflight = 0
         self.backoff.disconnected(asyncio.get_running_loop().time())
         self._drop_connection()

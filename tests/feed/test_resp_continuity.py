@@ -44,20 +44,19 @@ def test_latest_field_per_type_and_instrument_last_one_wins():
 
 
 @pytest.mark.integration
-def test_a_transaction_lands_in_redis_with_its_marker(redis_client):
+def test_the_hand_built_pipeline_lands_in_redis(redis_client):
     payloads = [b'{"type":"ticker","exchange_segment":"IDX_I","security_id":13,"recv_ts":1,"ltp":5.0,"ltt":1}']
-    body = resp.publish_and_xadd([bus.CHANNEL_TICKS], payloads)
-    data, replies = resp.transaction(body, 2, resp.LatestFields().latest([bus.CHANNEL_TICKS], payloads), ("m", "run:1"))
+    latest = resp.LatestFields().latest([bus.CHANNEL_TICKS], payloads)
+    data = resp.publish_and_xadd([bus.CHANNEL_TICKS], payloads) + resp.hset(bus.LATEST_HASH, latest)
     conn = redis_client.connection_pool.get_connection()
     try:
         conn.send_packed_command([data])
-        got = [conn.read_response() for _ in range(replies)]
+        got = [conn.read_response() for _ in range(3)]
     finally:
         redis_client.connection_pool.release(conn)
-    assert isinstance(got[-1], list) and len(got[-1]) == 4
+    assert got[0] == 0 and got[2] == 1  # no subscriber; one new hash field
     assert redis_client.xrange(bus.STREAM_TICKS)[0][1] == {b"data": payloads[0]}
     assert redis_client.hget(bus.LATEST_HASH, "ticker:IDX_I:13") == payloads[0]
-    assert redis_client.get("m") == b"run:1"
 
 
 @pytest.mark.unit
@@ -77,3 +76,27 @@ def test_gap_event_bridges_last_and_first_values_after_a_break():
     events = gaps.observe(dec.decode([encode_ticker("IDX_I", 13, 2.0, 30)], 200))
     assert events[0]["last_volume"] is None and events[0]["resume_ltt"] == 30
     assert not gaps.pending and gaps.gaps == 2
+
+
+@pytest.mark.integration
+def test_after_a_break_only_the_unapplied_part_of_a_batch_is_resent(redis_url, redis_client):
+    import asyncio
+
+    from dhan_trading.market_feed.sink import RedisSink
+    channels = [bus.CHANNEL_TICKS, bus.CHANNEL_QUOTES] * 5
+    payloads = [b'{"type":"x","exchange_segment":"IDX_I","security_id":%d,"recv_ts":1}' % i for i in range(10)]
+    for channel, payload in zip(channels[:5], payloads[:5]):  # Redis applied a prefix, then the link broke
+        redis_client.xadd(bus.CHANNEL_STREAM[channel], {"data": payload})
+
+    async def resume() -> RedisSink:
+        sink = RedisSink(redis_url, "test_feed")
+        sink.submit(channels, payloads)
+        sink.unconfirmed = 1
+        task = asyncio.create_task(sink.run())
+        await sink.close(5)
+        await task
+        return sink
+    sink = asyncio.run(resume())
+    got = [f[b"data"] for s in (bus.STREAM_TICKS, bus.STREAM_QUOTES) for _, f in redis_client.xrange(s)]
+    assert sorted(got) == sorted(payloads)  # each exactly once
+    assert sink.resent_skipped == 5 and sink.buffered == 0
