@@ -179,6 +179,7 @@ class Demo:
         if summary is None:
             self.console.print("[yellow]no summary: Redis or the database was unreachable at the end[/]")
             return
+        self.console.print()
         table = Table(title="demo summary")
         for col in ("stream", "events in Redis", "rows stored"):
             table.add_column(col)
