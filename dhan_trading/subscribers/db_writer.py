@@ -169,9 +169,12 @@ class DbWriter:
         if now >= self.next_claim and not db_down:
             self.next_claim = now + self.config.claim_every_s
             self.claim_orphans()
-        room = (self.config.max_buffer_rows - self.batch.count) // len(self.config.streams)
-        if room > 0:  # COUNT applies to each stream: the buffer never exceeds max_buffer_rows
-            self._read(min(room, self.config.batch_rows), self._wait_ms(now))
+        # Up to one batch normally; while the database is down, on to max_buffer_rows, then
+        # stop. COUNT applies to each stream, hence the division.
+        limit = self.config.max_buffer_rows if db_down else self.config.batch_rows
+        count = (limit - self.batch.count) // len(self.config.streams)
+        if count > 0:
+            self._read(count, self._wait_ms(now))
         elif db_down:
             time.sleep(min(self.db_retry_at - now, 0.2))
         self.stats.buffered = self.batch.count
@@ -191,7 +194,7 @@ class DbWriter:
     def _flush_due(self) -> bool:
         if not self.batch.count or time.monotonic() < self.db_retry_at:
             return False
-        return (self.batch.count >= self.config.batch_rows
+        return (self.batch.count > self.config.batch_rows - len(self.config.streams)  # as full as reads make it
                 or time.monotonic() - self.batch.started >= self.config.flush_ms / 1000)
 
     def _read(self, count: int, block_ms: int) -> None:

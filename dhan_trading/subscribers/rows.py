@@ -12,6 +12,7 @@ scaled by 10^4 for SQLite (the same as `schema.Price` does through SQLAlchemy).
 from __future__ import annotations
 
 import math
+import re
 import struct
 from typing import Any, Callable
 
@@ -42,7 +43,8 @@ _LTP_REQUIRED = frozenset({"ticker", "quote", "full"})
 _MAX_PRICE = 1e13  # DECIMAL(18,4) holds < 10^14; anything near that is garbage, not a price
 _MAX_BIGINT = 2**63 - 1
 _MAX_DEPTH_BYTES = depth.c.bids.type.length
-_SEGMENT_LEN = ticks.c.exchange_segment.type.length
+# Segment names are Dhan's (NSE_FNO, IDX_I, MCX_COMM ...): nothing else reaches a table.
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_]{1,%d}\Z" % ticks.c.exchange_segment.type.length)
 
 PriceCodec = Callable[[float], Any]
 
@@ -129,8 +131,9 @@ def event_row(stream: str, entry_id: bytes | str, event: dict, price: PriceCodec
     if bus.EVENT_STREAM.get(kind) != stream:
         raise Poison(f"type {kind!r:.20} does not belong on {stream}")
     segment = event.get("exchange_segment")
-    if not isinstance(segment, str) or not segment or len(segment) > _SEGMENT_LEN:
-        raise Poison("missing key exchange_segment" if segment is None else "bad exchange_segment")
+    if type(segment) is not str or not _SEGMENT_RE.match(segment):
+        raise Poison("missing key exchange_segment" if segment is None else
+                     f"bad exchange_segment {segment!r:.40}")
     head = (stream_id_to_event_id(entry_id), segment, _required_int(event, "security_id"),
             _required_int(event, "recv_ts"))
     if kind in _LTP_REQUIRED and event.get("ltp") is None:
@@ -145,8 +148,26 @@ def event_row(stream: str, entry_id: bytes | str, event: dict, price: PriceCodec
         if not 0 <= levels <= 32767:
             raise Poison(f"levels is out of range: {levels}")
         return head + (levels, bids, asks)
-    return head + (kind,) + tuple(_price(event, name, price) if how is _PRICE else _int(event, name)
-                                  for name, how in _QUOTE_FIELDS)
+    return head + (kind,) + _quote_values(event, price)
+
+
+def _quote_values(event: dict, price: PriceCodec) -> tuple:
+    """The quote columns; the common case (plain int or float in range) is checked inline,
+    because this runs for most rows and function calls per value dominate the writer's CPU."""
+    get = event.get
+    out = []
+    for name, how in _QUOTE_FIELDS:
+        value = get(name)
+        kind = type(value)
+        if value is None:
+            out.append(None)
+        elif how is _PRICE and (kind is float or kind is int) and -_MAX_PRICE < value < _MAX_PRICE:
+            out.append(price(value))
+        elif how is _INT and kind is int and -_MAX_BIGINT <= value <= _MAX_BIGINT:
+            out.append(value)
+        else:  # slow path: integral floats, or raise Poison with the reason
+            out.append(_price(event, name, price) if how is _PRICE else _int(event, name))
+    return tuple(out)
 
 
 def entry_row(stream: str, entry_id: bytes | str, fields: dict | None, price: PriceCodec) -> tuple:

@@ -118,17 +118,22 @@ class WriterProcesses:
 
 
 @pytest.fixture
-def chaos_redis(own_redis):
-    """A Redis server of the test's own: writer processes and flushes of other tests never meet."""
+def redis_url(own_redis):
+    """Here a Redis server of the test's own (overriding the shared db 15): the writer's streams
+    and group never meet another test's, even when suites run side by side."""
+    return own_redis.url
+
+
+@pytest.fixture
+def redis_client(redis_url):
     import redis
-    client = redis.Redis.from_url(own_redis.url)
+    client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
 
 
 @pytest.fixture
-def writers(tmp_path, db_url, own_redis):
-    redis_url = own_redis.url
+def writers(tmp_path, db_url, redis_url):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DHAN_", "REDIS_"))}
     env.update(REDIS_URL=redis_url, DHAN_DB_URL=db_url, DHAN_DATA_DIR=str(tmp_path / "var"),
                PYTHONPATH=str(REPO))
@@ -144,13 +149,13 @@ class Publisher(threading.Thread):
         super().__init__(daemon=True)
         from writer_events import random_events
         self.client, self.rate = client, rate
-        self.events = random_events(rate // 10, seed=seed)
+        self.events = random_events(rate // 50, seed=seed)
         self.published: list[tuple[str, bytes]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
         from writer_events import publish
-        while not self.halt.wait(0.1):
+        while not self.halt.wait(0.02):
             self.published.extend(publish(self.client, self.events))
 
     def stop(self) -> list[tuple[str, bytes]]:
