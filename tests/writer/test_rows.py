@@ -115,3 +115,21 @@ def test_poison_entries_are_rejected_with_a_reason(reason, stream, fields):
 def test_ltp_may_be_absent_where_the_type_has_none():
     event = make_event("oi", RNG)
     assert row_dict(bus.STREAM_QUOTES, event)["ltp"] is None
+
+
+def test_mysql_statements_inline_literals_and_split_large_batches():
+    from dhan_trading.subscribers.store import MYSQL_STATEMENT_BYTES, _mysql_sql, mysql_statements
+    sql = _mysql_sql("dhan_depth", R.DEPTH_COLUMNS)
+    rows = [(i, "NSE_FNO", 42, 7, 5, b"\x00'\\", None) for i in range(30_000)]
+    statements = mysql_statements(sql, rows)
+    assert len(statements) > 1 and all(len(q) <= MYSQL_STATEMENT_BYTES + 2000 for q in statements)
+    assert statements[0].startswith("INSERT INTO `dhan_depth` (`event_id`")
+    assert statements[0].endswith("ON DUPLICATE KEY UPDATE event_id=event_id")
+    assert "(0,'NSE_FNO',42,7,5,X'00275c',NULL)" in statements[0]
+    assert sum(q.count("'NSE_FNO'") for q in statements) == len(rows)
+
+
+def test_mysql_statements_refuse_strings_that_need_escaping():
+    from dhan_trading.subscribers.store import _mysql_sql, mysql_statements
+    with pytest.raises(ValueError):
+        mysql_statements(_mysql_sql("dhan_ticks", R.TICKS_COLUMNS), [(1, "x'); DROP", 1, 1, 1.5, 1)])
