@@ -13,7 +13,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-import redis
 
 from dhan_trading import bus, exitcodes
 from dhan_trading.capture import read_capture

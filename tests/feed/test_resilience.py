@@ -14,8 +14,7 @@ import redis
 from dhan_trading import bus
 from dhan_trading.market_feed.feed import Feed, FeedOptions
 from dhan_trading.market_feed.plan import plan_connections
-from dhan_trading.protocol import (FeedDecoder, encode_disconnect, encode_full, encode_quote,
-                                   encode_ticker)
+from dhan_trading.protocol import FeedDecoder, encode_disconnect, encode_full, encode_ticker
 from tests.feed.scripted import ScriptedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(60)]
