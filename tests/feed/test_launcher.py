@@ -151,3 +151,37 @@ def test_outside_hours_without_force_exits_0_before_connecting(tmp_path, redis_u
     output = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, output
     assert "next session" in output and "--force" in output
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_twenty_level_depth_reaches_the_depth_stream(tmp_path, redis_url, redis_client):
+    from dhan_trading.config import SAMPLE_INSTRUMENTS_CSV
+    from dhan_trading.instruments.master import read_master
+    futures = [i for i in read_master(str(SAMPLE_INSTRUMENTS_CSV)) if i.instrument == "FUTIDX"][:2]
+    wanted = {i.security_id for i in futures}
+    with running_simulator(port=0, seed=3, rate=500) as sim:
+        env = _env(tmp_path, sim.url, redis_url)
+        env.update(DHAN_DEPTH_FEED_URL=sim.url,
+                   DHAN_DEPTH_INSTRUMENTS=",".join(f"NSE_FNO:{i}" for i in sorted(wanted)))
+        proc = _launch(env, "--force")
+        seen: dict[int, dict] = {}
+        try:
+            deadline = time.monotonic() + 30
+            while set(seen) != wanted and time.monotonic() < deadline and proc.poll() is None:
+                for _, fields in redis_client.xrange(bus.STREAM_DEPTH):
+                    event = orjson.loads(fields[b"data"])
+                    if event["levels"] == 20:
+                        seen[event["security_id"]] = event
+                time.sleep(0.2)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode()
+    assert set(seen) == wanted, output[-2000:]
+    for event in seen.values():
+        bids, asks = event["bids"], event["asks"]
+        assert len(bids) == len(asks) == 20
+        assert [b[0] for b in bids] == sorted((b[0] for b in bids), reverse=True)
+        assert [a[0] for a in asks] == sorted(a[0] for a in asks)
+        assert bids[0][0] < asks[0][0] and all(q > 0 for _, q, _ in bids + asks)
+    _no_token_anywhere(tmp_path / "var", output, TOKEN)
