@@ -4,16 +4,9 @@ the same moment would spoil."""
 from __future__ import annotations
 
 import pytest
-import redis
 
 
 @pytest.fixture
 def redis_url(own_redis):
     return own_redis.url
 
-
-@pytest.fixture
-def redis_client(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()

@@ -124,13 +124,6 @@ def redis_url(own_redis):
     return own_redis.url
 
 
-@pytest.fixture
-def redis_client(redis_url):
-    import redis
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
 
 @pytest.fixture
 def writers(tmp_path, db_url, redis_url):
