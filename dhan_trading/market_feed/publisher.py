@@ -90,13 +90,13 @@ class Publisher:
             for event in self.gaps.observe(decoded):
                 channels.append(bus.CHANNEL_GAPS)
                 payloads.append(bus.encode(event))
-            ch, pl = decoded.render()
-            channels += ch
+            types, pl = decoded.render()
+            channels += [bus.EVENT_CHANNEL[t] for t in types]
             payloads += pl
         for ts, frame in depth:
             decoded = decode_depth_frame(frame, ts, self.ticks)
             self._account(decoded)
-            channels += decoded.channels
+            channels += [bus.EVENT_CHANNEL[t] for t in decoded.types]
             payloads += decoded.payloads
         self.events += len(payloads)
         self.sink.submit(channels, payloads)

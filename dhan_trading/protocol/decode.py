@@ -23,28 +23,27 @@ from .packets import (DISCONNECT, DTYPES, FULL, HEADER, INDEX, MARKET_STATUS, OI
                       QUOTE, SIZES, TICKER)
 from .segments import SEGMENT_CODES, segment_name
 
-CH_TICKS, CH_QUOTES, CH_DEPTH = "dhan:ticks", "dhan:quotes", "dhan:depth"
 DEFAULT_TICK = 0.01  # "2 decimals when unknown"
 
 _SEG_BYTES = [segment_name(code).encode() for code in range(256)]
 _BINARY_TYPES = (bytes, bytearray, memoryview)
 _BINARY = frozenset(_BINARY_TYPES)
 
-# Per packet code: (event type, channel, [(json key, column, kind)]) where kind is
+# Per packet code: (event type, [(json key, column, kind)]) where kind is
 # "tick" (price rounded to the instrument's tick), "p2" (price rounded to 2 decimals) or "int".
 _QUOTE_FIELDS = [("ltp", "ltp", "tick"), ("ltt", "ltt", "int"), ("ltq", "ltq", "int"),
                  ("atp", "atp", "p2"), ("volume", "volume", "int"),
                  ("total_buy_qty", "total_buy_qty", "int"), ("total_sell_qty", "total_sell_qty", "int"),
                  ("open", "open", "tick"), ("high", "high", "tick"), ("low", "low", "tick"),
                  ("close", "close", "tick")]
-_LAYOUT: dict[int, tuple[str, str, list[tuple[str, str, str]]]] = {
-    TICKER: ("ticker", CH_TICKS, [("ltp", "ltp", "tick"), ("ltt", "ltt", "int")]),
-    QUOTE: ("quote", CH_QUOTES, _QUOTE_FIELDS),
-    FULL: ("full", CH_QUOTES, _QUOTE_FIELDS + [("oi", "oi", "int"), ("oi_day_high", "oi_day_high", "int"),
-                                               ("oi_day_low", "oi_day_low", "int")]),
-    OI: ("oi", CH_QUOTES, [("oi", "oi", "int")]),
-    PREV_CLOSE: ("prev_close", CH_QUOTES, [("prev_close", "prev_close", "tick"), ("prev_oi", "prev_oi", "int")]),
-    MARKET_STATUS: ("market_status", CH_QUOTES, []),
+_LAYOUT: dict[int, tuple[str, list[tuple[str, str, str]]]] = {
+    TICKER: ("ticker", [("ltp", "ltp", "tick"), ("ltt", "ltt", "int")]),
+    QUOTE: ("quote", _QUOTE_FIELDS),
+    FULL: ("full", _QUOTE_FIELDS + [("oi", "oi", "int"), ("oi_day_high", "oi_day_high", "int"),
+                                ("oi_day_low", "oi_day_low", "int")]),
+    OI: ("oi", [("oi", "oi", "int")]),
+    PREV_CLOSE: ("prev_close", [("prev_close", "prev_close", "tick"), ("prev_oi", "prev_oi", "int")]),
+    MARKET_STATUS: ("market_status", []),
 }
 
 
@@ -54,7 +53,7 @@ def _template(event_type: str, fields: list[tuple[str, str, str]]) -> bytes:
             % (event_type, body)).encode()
 
 
-_TEMPLATES = {code: _template(t, f) for code, (t, _, f) in _LAYOUT.items()}
+_TEMPLATES = {code: _template(t, f) for code, (t, f) in _LAYOUT.items()}
 _DEPTH_LEVELS = ",".join(["[%b,%b,%b]"] * 5)
 _DEPTH_TEMPLATE = ('{"type":"depth","exchange_segment":"%b","security_id":%b,"recv_ts":%b,'
                    '"levels":5,"bids":[' + _DEPTH_LEVELS + '],"asks":[' + _DEPTH_LEVELS + ']}').encode()
@@ -108,20 +107,22 @@ class Decoded:
     skipped: int = 0           # code 1 (index) and unknown codes: counted, not decoded
     errors: int = 0            # malformed frames / packets
     error_reasons: Counter = field(default_factory=Counter)
-    _rendered: tuple[list[str], list[bytes]] | None = None
+    _rendered: tuple[list[str], list[bytes]] | None = None  # (event types, JSON payloads)
 
     def error(self, reason: str, count: int = 1) -> None:
         self.errors += count
         self.error_reasons[reason] += count
 
     def render(self) -> tuple[list[str], list[bytes]]:
-        """(channel, JSON payload) of every event, in arrival order (a full packet gives two)."""
+        """(event type, JSON payload) of every event, in arrival order (a full packet gives two).
+
+        Types, not Redis channels: the pure layer knows no Redis names (bus.EVENT_CHANNEL maps them)."""
         if self._rendered is None:
             self._rendered = render(self.records)
         return self._rendered
 
     @property
-    def channels(self) -> list[str]:
+    def types(self) -> list[str]:
         return self.render()[0]
 
     @property
@@ -239,7 +240,7 @@ class FeedDecoder:
         return PacketRecords(code, rows, stamps, order, prices)
 
 
-_PRICE_COLUMNS = {code: [col for _, col, kind in fields if kind != "int"] for code, (_, _, fields) in _LAYOUT.items()}
+_PRICE_COLUMNS = {code: [col for _, col, kind in fields if kind != "int"] for code, (_, fields) in _LAYOUT.items()}
 _PRICE_COLUMNS[FULL] = _PRICE_COLUMNS[FULL] + [f"{s}_price{i}" for i in range(5) for s in ("bid", "ask")]
 _SEG_OBJ = np.array(_SEG_BYTES, dtype=object)
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
@@ -273,7 +274,7 @@ def _render_record(rec: PacketRecords) -> list[list[bytes]]:
 def _plan(code: int) -> tuple[list[str], list[str], list[tuple[bytes, list[int]]]]:
     """Which integer and price columns a record renders, and where each template takes them from."""
     int_cols, price_cols = ["security_id", "recv_ts"], _PRICE_COLUMNS[code]
-    fields = [col for _, col, _ in _LAYOUT[code][2]]
+    fields = [col for _, col, _ in _LAYOUT[code][1]]
     depth = [f"{side}_{name}{i}" for side in ("bid", "ask") for i in range(5) for name in ("price", "qty", "orders")]
     int_cols += [col for col in fields + (depth if code == FULL else []) if col not in price_cols]
 
@@ -290,21 +291,21 @@ _PLANS = {code: _plan(code) for code in _LAYOUT}
 
 
 def render(records: list[PacketRecords]) -> tuple[list[str], list[bytes]]:
-    """Records -> (channels, JSON payloads) in arrival order; the depth of a full packet follows it."""
+    """Records -> (event types, JSON payloads) in arrival order; the depth of a full packet follows it."""
     parts: list[tuple[np.ndarray, str, list[bytes]]] = []
     for rec in records:
         payloads = _render_record(rec)
-        parts.append((rec.order, _LAYOUT[rec.code][1], payloads[0]))
+        parts.append((rec.order, _LAYOUT[rec.code][0], payloads[0]))
         if rec.code == FULL:
-            parts.append((rec.order + 1, CH_DEPTH, payloads[1]))
+            parts.append((rec.order + 1, "depth", payloads[1]))
     if not parts:
         return [], []
     if len(parts) == 1:
         return [parts[0][1]] * len(parts[0][2]), parts[0][2]
     payloads = [p for _, _, part in parts for p in part]
-    channels = [c for _, c, part in parts for _ in part]
+    types = [t for _, t, part in parts for _ in part]
     order = np.argsort(np.concatenate([o for o, _, _ in parts]), kind="stable").tolist()
-    return [channels[i] for i in order], [payloads[i] for i in order]
+    return [types[i] for i in order], [payloads[i] for i in order]
 
 
 def _windows(buf: bytes, size: int) -> np.ndarray:

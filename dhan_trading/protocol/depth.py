@@ -68,5 +68,5 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
             i += 1
         i += 1
         out.payloads.append(orjson.dumps(event))
-        out.channels.append("dhan:depth")
+        out.types.append("depth")
     return out

@@ -70,10 +70,10 @@ def test_streams_hold_exactly_what_the_simulator_sent(tmp_path, redis_url, redis
     assert len(frames) > 1500
     decoded = FeedDecoder().decode(frames, 0)
     want: dict[str, list[dict]] = {s: [] for s in bus.STREAMS}
-    for channel, payload in zip(*decoded.render()):
+    for event_type, payload in zip(*decoded.render()):
         event = orjson.loads(payload)
         del event["recv_ts"]
-        want[bus.CHANNEL_STREAM[channel]].append(event)
+        want[bus.EVENT_STREAM[event_type]].append(event)
     for stream in bus.STREAMS:
         got = [orjson.loads(f[b"data"]) for _, f in redis_client.xrange(stream)]
         for event in got:

@@ -62,8 +62,8 @@ def expected(frames: list[bytes]) -> dict[str, list[dict]]:
     """What our decoder makes of `frames`, per stream (the reference for the streams' content)."""
     decoded = FeedDecoder().decode(frames, 0)
     out: dict[str, list[dict]] = {s: [] for s in bus.STREAMS}
-    for channel, payload in zip(*decoded.render()):
-        out[bus.CHANNEL_STREAM[channel]].append(orjson.loads(payload))
+    for event_type, payload in zip(*decoded.render()):
+        out[bus.EVENT_STREAM[event_type]].append(orjson.loads(payload))
     return out
 
 

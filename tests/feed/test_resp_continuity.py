@@ -37,7 +37,8 @@ def test_publish_and_xadd_encode_the_commands_in_order():
 def test_latest_field_per_type_and_instrument_last_one_wins():
     decoded = FeedDecoder().decode([encode_ticker("IDX_I", 13, 1.0, 1), encode_full("NSE_FNO", 7, Q, LEVELS, LEVELS),
                                     encode_ticker("IDX_I", 13, 2.0, 2)], 5)
-    channels, payloads = decoded.render()
+    types, payloads = decoded.render()
+    channels = [bus.EVENT_CHANNEL[t] for t in types]
     latest = resp.LatestFields().latest(channels + [bus.CHANNEL_GAPS], payloads + [b'{"type":"gap"}'])
     assert set(latest) == {b"ticker:IDX_I:13", b"full:NSE_FNO:7", b"depth:NSE_FNO:7"}
     assert orjson.loads(latest[b"ticker:IDX_I:13"])["ltp"] == 2.0

@@ -46,10 +46,9 @@ def test_every_packet_type_decodes_to_its_design_event(packet):
     assert (d.packets, d.skipped, d.errors) == (1, 0, 0)
 
 
-def test_channels_follow_the_event_type():
+def test_types_follow_the_events_in_arrival_order():
     d = decode([p.encode() for p in SAMPLES])
-    assert d.channels == ["dhan:ticks", "dhan:quotes", "dhan:quotes", "dhan:depth", "dhan:quotes",
-                          "dhan:quotes", "dhan:quotes"]
+    assert d.types == ["ticker", "quote", "full", "depth", "oi", "prev_close", "market_status"]
     assert [e["type"] for e in d.events()] == ["ticker", "quote", "full", "depth", "oi", "prev_close",
                                                "market_status"]
 
@@ -296,10 +295,10 @@ def test_bytearray_memoryview_and_bytes_subclass_frames_are_accepted():
 
 def test_render_is_cached_and_payloads_are_json():
     d = decode([p.encode() for p in SAMPLES])
-    channels, payloads = d.render()
+    types, payloads = d.render()
     assert d.render() is d.render()
     assert [orjson.loads(p) for p in payloads] == d.events()
-    assert d.channels == channels and d.payloads == payloads
+    assert d.types == types and d.payloads == payloads
 
 
 def test_continuity_reports_the_last_ltt_and_volume_per_instrument():

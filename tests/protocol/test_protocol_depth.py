@@ -36,7 +36,7 @@ def test_bid_and_ask_of_one_instrument_pair_into_one_event():
     d = decode_depth_frame(bid() + ask(), 42, TICKS)
     assert d.events() == [{"type": "depth", "exchange_segment": "NSE_EQ", "security_id": 2885, "recv_ts": 42,
                            "levels": 20, "bids": BIDS, "asks": ASKS}]
-    assert d.channels == ["dhan:depth"]
+    assert d.types == ["depth"]
     assert (d.packets, d.errors) == (2, 0)
 
 
