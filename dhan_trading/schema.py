@@ -14,6 +14,7 @@ from decimal import Decimal
 from sqlalchemy import (BigInteger, Column, DateTime, Index, Integer, LargeBinary, MetaData,
                         Numeric, SmallInteger, String, Table)
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
 PRICE_SCALE = 10_000
@@ -137,5 +138,12 @@ EVENT_TABLES = {"dhan:ticks:stream": ticks, "dhan:quotes:stream": quotes, "dhan:
 
 
 def create_tables(engine: Engine) -> None:
-    """Create every table that is missing (never alters or drops)."""
-    metadata.create_all(engine, checkfirst=True)
+    """Create every table that is missing (never alters or drops).
+
+    Services starting together (feed and writer) may race: if another process creates a table
+    between our check and our CREATE, checking once more finds it there.
+    """
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except (OperationalError, ProgrammingError):
+        metadata.create_all(engine, checkfirst=True)

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from datetime import datetime, timedelta
 
 from .. import bus, exitcodes
@@ -75,10 +76,33 @@ def _index_prices(settings: Settings, instruments) -> dict[str, float]:
     return index_prices_from_latest(fields, instruments)
 
 
+def _instruments(settings: Settings) -> list:
+    """Today's scrip master, stored in dhan_instruments once a day (refresh_instruments); when the
+    database is unreachable the feed still starts, from the master file alone."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ..db_setup import get_engine
+    from ..instruments.master import load_master, refresh_instruments
+    progress = sys.stderr.isatty()
+    try:
+        engine = get_engine(settings=settings)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("database unreachable (%s): instruments read from the master, not stored",
+                    type(exc).__name__)
+        return load_master(settings, progress=progress)
+    try:
+        return refresh_instruments(engine, settings, progress=progress)
+    except SQLAlchemyError as exc:
+        log.warning("could not store instruments (%s); using the master file", type(exc).__name__)
+        return load_master(settings, progress=progress)
+    finally:
+        engine.dispose()
+
+
 def build_feed(settings: Settings, args: argparse.Namespace) -> Feed:
-    from ..instruments.master import ist_today, load_master, tick_sizes
+    from ..instruments.master import ist_today, tick_sizes
     from ..instruments.universe import select_universe
-    instruments = load_master(settings)
+    instruments = _instruments(settings)
     universe = select_universe(instruments, today=ist_today(), index_prices=_index_prices(settings, instruments),
                                mcx=args.mcx, stocks=settings.universe_stocks, strikes=settings.universe_strikes,
                                now=datetime.now(tz=IST))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -85,6 +86,9 @@ def test_streams_hold_exactly_what_the_simulator_sent(tmp_path, redis_url, redis
     captures = list((tmp_path / "var" / "captures").glob("*.dcap"))
     assert len(captures) == 1 and sum(1 for _ in read_capture(captures[0])) == len(frames)
     assert redis_client.hlen(bus.LATEST_HASH) > 0
+    stored = sqlite3.connect(tmp_path / "var" / "dhan_trading.sqlite3").execute(
+        "SELECT COUNT(*), COUNT(DISTINCT updated_at) FROM dhan_instruments").fetchone()
+    assert stored[0] > 500 and stored[1] == 1  # today's master, stored once in dhan_instruments
     _no_token_anywhere(tmp_path / "var", output, TOKEN)
 
 
