@@ -12,6 +12,8 @@ from .segments import SEGMENT_CODES
 SUBSCRIBE = {"ticker": 15, "quote": 17, "full": 21}
 UNSUBSCRIBE = {"ticker": 16, "quote": 18, "full": 22}
 DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE = 23, 25
+# The annexure's depth unsubscribe is 25; the SDK sends 24 (request code + 1). Both are accepted.
+DEPTH_UNSUBSCRIBE_CODES = (DEPTH_UNSUBSCRIBE, DEPTH_SUBSCRIBE + 1)
 DISCONNECT_REQUEST = 12
 MAX_PER_MESSAGE = 100
 MAX_PER_CONNECTION = 5000
@@ -74,7 +76,7 @@ def parse_request(text: str | bytes) -> Request:
     code = obj["RequestCode"]
     if code == DISCONNECT_REQUEST:
         return Request(code)
-    if code not in MODES and code not in (DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE, DEPTH_UNSUBSCRIBE - 1):
+    if code not in MODES and code not in (DEPTH_SUBSCRIBE, *DEPTH_UNSUBSCRIBE_CODES):
         raise ProtocolError(f"unknown RequestCode {code}")
     if "InstrumentList" not in obj and "SecurityId" in obj:  # 200-level flat shape
         listed: Sequence = [obj]

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from .. import exitcodes
 from ..capture import DEPTH, MAIN, CaptureWriter
 from ..protocol.packets import encode_depth_disconnect, encode_disconnect, encode_market_status
-from ..protocol.requests import (DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE, DISCONNECT_REQUEST,
+from ..protocol.requests import (DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE_CODES, DISCONNECT_REQUEST,
                                  MAX_DEPTH_PER_CONNECTION, MAX_PER_CONNECTION, MAX_PER_MESSAGE, MODES,
                                  SUBSCRIBE, ProtocolError, parse_request)
 from .market import DEPTH_SEGMENTS, Catalogue, InstrumentState, ist_epoch, load_catalogue, packets_per_update
@@ -346,7 +346,7 @@ class Simulator:
                 self._unsubscribe(conn, request.instruments, mode)
         elif conn.pool == DEPTH_POOL and code == DEPTH_SUBSCRIBE:
             self._subscribe(conn, request.instruments, DEPTH_MODE, MAX_DEPTH_PER_CONNECTION)
-        elif conn.pool == DEPTH_POOL and code in (DEPTH_UNSUBSCRIBE, DEPTH_UNSUBSCRIBE - 1):
+        elif conn.pool == DEPTH_POOL and code in DEPTH_UNSUBSCRIBE_CODES:
             self._unsubscribe(conn, request.instruments, DEPTH_MODE)
         else:
             self._refuse(conn, INVALID_REQUEST, f"request code {code} is not served on the {conn.pool} feed")
