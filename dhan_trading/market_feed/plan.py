@@ -15,6 +15,7 @@ from typing import Iterable
 
 from ..protocol.requests import (MAX_DEPTH_PER_CONNECTION, MAX_PER_CONNECTION, SUBSCRIBE,
                                  depth_subscribe_messages, subscribe_messages)
+from ..protocol.segments import DEPTH_SEGMENTS
 
 MAX_CONNECTIONS = 5
 MODES = tuple(SUBSCRIBE)  # ticker, quote, full
@@ -77,15 +78,16 @@ def _messages(share: list[tuple[str, int, str]]) -> list[str]:
 
 
 def plan_depth(instruments: Iterable[tuple[str, int]]) -> ConnectionPlan | None:
-    """The 20-level depth socket: at most 50 instruments, NSE_EQ / NSE_FNO only."""
+    """The 20-level depth socket: at most 50 instruments, of DEPTH_SEGMENTS only."""
     pairs = list(dict.fromkeys((seg, int(sid)) for seg, sid in instruments))
     if not pairs:
         return None
     if len(pairs) > MAX_DEPTH_PER_CONNECTION:
         raise PlanError(f"{len(pairs)} depth instruments; Dhan's 20-level feed takes at most "
                         f"{MAX_DEPTH_PER_CONNECTION} (DHAN_DEPTH_INSTRUMENTS)")
-    wrong = [f"{seg}:{sid}" for seg, sid in pairs if seg not in ("NSE_EQ", "NSE_FNO")]
+    wrong = [f"{seg}:{sid}" for seg, sid in pairs if seg not in DEPTH_SEGMENTS]
     if wrong:
-        raise PlanError(f"20-level depth is only available for NSE_EQ and NSE_FNO, not {', '.join(wrong)}")
+        raise PlanError(f"20-level depth is only available for {' and '.join(DEPTH_SEGMENTS)}, "
+                        f"not {', '.join(wrong)}")
     return ConnectionPlan(0, tuple((seg, sid, "depth") for seg, sid in pairs),
                           tuple(depth_subscribe_messages(pairs)))

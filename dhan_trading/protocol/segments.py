@@ -6,6 +6,7 @@ SEGMENT_CODES: dict[str, int] = {
     "BSE_CURRENCY": 7, "BSE_FNO": 8,
 }
 SEGMENT_NAMES: dict[int, str] = {code: name for name, code in SEGMENT_CODES.items()}
+DEPTH_SEGMENTS = ("NSE_EQ", "NSE_FNO")  # the only segments Dhan's 20-level depth feed serves
 
 
 def segment_name(code: int) -> str:

@@ -20,7 +20,6 @@ from ..protocol.packets import (DEPTH_ASK, DEPTH_BID, encode_depth_side, encode_
 IST_OFFSET_S = 19_800  # Dhan's LTT is IST wall-clock encoded as if it were UTC (dhan-protocol.md §2.9)
 INDEX, EQUITY, FUTURE, OPTION = "index", "equity", "future", "option"
 TICKER, QUOTE, FULL = "ticker", "quote", "full"
-DEPTH_SEGMENTS = frozenset({"NSE_EQ", "NSE_FNO"})  # the only segments Dhan's 20-level feed serves
 U16, U32 = 0xFFFF, 0xFFFF_FFFF
 
 _KINDS = {"INDEX": INDEX, "EQUITY": EQUITY}

@@ -34,7 +34,8 @@ from ..protocol.packets import encode_depth_disconnect, encode_disconnect, encod
 from ..protocol.requests import (DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE_CODES, DISCONNECT_REQUEST,
                                  MAX_DEPTH_PER_CONNECTION, MAX_PER_CONNECTION, MAX_PER_MESSAGE, MODES,
                                  SUBSCRIBE, ProtocolError, parse_request)
-from .market import DEPTH_SEGMENTS, Catalogue, InstrumentState, ist_epoch, load_catalogue, packets_per_update
+from ..protocol.segments import DEPTH_SEGMENTS
+from .market import Catalogue, InstrumentState, ist_epoch, load_catalogue, packets_per_update
 from .schedule import Scheduler, TokenBucket
 
 log = logging.getLogger(__name__)
