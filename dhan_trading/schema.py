@@ -17,6 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.types import TypeDecorator
 
+from . import bus
+
 PRICE_SCALE = 10_000
 metadata = MetaData()
 
@@ -134,7 +136,7 @@ depth = Table(
     mysql_engine="InnoDB", mysql_charset="utf8mb4",
 )
 
-EVENT_TABLES = {"dhan:ticks:stream": ticks, "dhan:quotes:stream": quotes, "dhan:depth:stream": depth}
+EVENT_TABLES = {bus.STREAM_TICKS: ticks, bus.STREAM_QUOTES: quotes, bus.STREAM_DEPTH: depth}
 
 
 def create_tables(engine: Engine) -> None:

@@ -19,13 +19,13 @@ from typing import Any, Callable
 import orjson
 
 from .. import bus
-from ..schema import PRICE_SCALE, depth, pack_levels, quotes, stream_id_to_event_id, ticks
+from ..schema import EVENT_TABLES, PRICE_SCALE, depth, pack_levels, quotes, stream_id_to_event_id, ticks
 
 TICKS_COLUMNS = tuple(c.name for c in ticks.columns)
 QUOTES_COLUMNS = tuple(c.name for c in quotes.columns)
 DEPTH_COLUMNS = tuple(c.name for c in depth.columns)
 COLUMNS = {ticks.name: TICKS_COLUMNS, quotes.name: QUOTES_COLUMNS, depth.name: DEPTH_COLUMNS}
-STREAM_TABLE = {bus.STREAM_TICKS: ticks.name, bus.STREAM_QUOTES: quotes.name, bus.STREAM_DEPTH: depth.name}
+STREAM_TABLE = {stream: table.name for stream, table in EVENT_TABLES.items()}
 
 # Quote-table columns after the common ones and `type`, with how each value is checked.
 _PRICE, _INT = "price", "int"
