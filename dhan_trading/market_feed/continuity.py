@@ -11,15 +11,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..protocol.decode import Decoded
+from ..protocol.decode import Decoded, instrument_key, instrument_keys
 from ..protocol.packets import FULL, QUOTE, TICKER
-from ..protocol.segments import SEGMENT_CODES, segment_name
+from ..protocol.segments import segment_name
 
 _TRADED = (TICKER, QUOTE, FULL)
-
-
-def _key(segment: str, security_id: int) -> int:
-    return (SEGMENT_CODES.get(segment, 255) << 32) | int(security_id)
 
 
 class GapTracker:
@@ -33,7 +29,7 @@ class GapTracker:
         """A socket carrying `instruments` came back after `reason` ("reconnect" or "stall")."""
         for key in instruments:
             self.pending.setdefault(key, reason)
-        self._pending_keys = np.array(sorted(_key(*k) for k in self.pending), np.uint64)
+        self._index_pending()
 
     def observe(self, decoded: Decoded) -> list[dict]:
         """Gap events for pending instruments that resume in `decoded`; then remember its last values."""
@@ -49,16 +45,20 @@ class GapTracker:
                                "recv_ts": recv_ts, "reason": reason, "last_ltt": before[0],
                                "last_volume": before[1], "resume_ltt": ltt, "resume_volume": volume})
             if events or not self.pending:
-                self._pending_keys = np.array(sorted(_key(*k) for k in self.pending), np.uint64)
+                self._index_pending()
         self.last.update(decoded.continuity())
         return events
+
+    def _index_pending(self) -> None:
+        """Keep the sorted key array `_first_seen` matches packets against in step with `pending`."""
+        self._pending_keys = np.array(sorted(instrument_key(*k) for k in self.pending), np.uint64)
 
     def _first_seen(self, decoded: Decoded) -> dict[tuple[str, int], tuple[int, int | None, int]]:
         best: dict[tuple[str, int], tuple[int, int, int | None, int]] = {}
         for rec in decoded.records:
             if rec.code not in _TRADED or not len(rec.rows):
                 continue
-            keys = (rec.rows["segment"].astype(np.uint64) << np.uint64(32)) | rec.rows["security_id"].astype(np.uint64)
+            keys = instrument_keys(rec.rows["segment"], rec.rows["security_id"])
             for i in np.flatnonzero(np.isin(keys, self._pending_keys)).tolist():
                 key = (segment_name(int(rec.rows["segment"][i])), int(rec.rows["security_id"][i]))
                 order = int(rec.order[i])

@@ -59,12 +59,23 @@ _DEPTH_TEMPLATE = ('{"type":"depth","exchange_segment":"%b","security_id":%b,"re
                    '"levels":5,"bids":[' + _DEPTH_LEVELS + '],"asks":[' + _DEPTH_LEVELS + ']}').encode()
 
 
+def instrument_key(segment: str, security_id: int) -> int:
+    """One integer per instrument (segment code << 32 | security id): whole columns of packets
+    are matched against sorted arrays of these instead of per-packet dict lookups."""
+    return (SEGMENT_CODES.get(segment, 255) << 32) | int(security_id)
+
+
+def instrument_keys(segments: np.ndarray, security_ids: np.ndarray) -> np.ndarray:
+    """`instrument_key` of every row of decoded `segment` / `security_id` columns."""
+    return (segments.astype(np.uint64) << np.uint64(32)) | security_ids.astype(np.uint64)
+
+
 class TickTable:
     """Tick size per instrument, looked up for a whole column at once (sorted keys + searchsorted)."""
 
     def __init__(self, ticks: Mapping[tuple[str, int], float] | None = None):
         ticks = ticks or {}
-        keys = np.array([(SEGMENT_CODES.get(seg, 255) << 32) | sid for seg, sid in ticks], dtype=np.uint64)
+        keys = np.array([instrument_key(seg, sid) for seg, sid in ticks], dtype=np.uint64)
         values = np.array(list(ticks.values()), dtype=np.float64)
         order = np.argsort(keys)
         self.keys, self.values = keys[order], values[order]
@@ -72,7 +83,7 @@ class TickTable:
     def lookup(self, segments: np.ndarray, security_ids: np.ndarray) -> np.ndarray:
         result = np.full(len(segments), DEFAULT_TICK)
         if len(self.keys) and len(segments):
-            keys = (segments.astype(np.uint64) << np.uint64(32)) | security_ids.astype(np.uint64)
+            keys = instrument_keys(segments, security_ids)
             pos = np.searchsorted(self.keys, keys)
             pos[pos >= len(self.keys)] = 0
             found = self.keys[pos] == keys
