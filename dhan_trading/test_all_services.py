@@ -107,9 +107,8 @@ def run_checks(settings: Settings, expect: set[str]) -> list[Check]:
         record = None
         if client is not None:
             try:
-                raw = client.get(bus.health_key(service.id))
-                record = orjson.loads(raw) if raw else None
-            except (redis.RedisError, orjson.JSONDecodeError):
+                record = bus.read_health(client, service.id)
+            except (redis.RedisError, ValueError):  # ValueError: not a JSON object
                 record = None
         expected = service.id in expect or service.id in supervised
         if record is None and not expected:
