@@ -29,7 +29,7 @@ def get_engine(database: str | None = None, settings: Settings | None = None, cr
             _create_mysql_database(url)
         engine = create_engine(url, pool_pre_ping=True, pool_recycle=3600, pool_size=5,
                                max_overflow=10, pool_timeout=30,
-                               connect_args={"connect_timeout": 10, "local_infile": True})
+                               connect_args={"connect_timeout": 10})
     if create:
         create_tables(engine)
     log.info("database: %s", mask_url(engine.url.render_as_string(hide_password=True)))
