@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .state import (BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING, RunSpec,
-                    RunState, create_time, write_json)
+                    RunState, create_time, kill_group, write_json)
 
 _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: the child only calls it
@@ -86,22 +86,15 @@ class Runner:
 
     def terminate(self, proc: subprocess.Popen) -> int:
         """SIGTERM the service's process group; SIGKILL it after the stop timeout."""
-        self._signal_group(proc.pid, signal.SIGTERM)
+        kill_group(proc.pid, signal.SIGTERM)
         try:
             code = proc.wait(self.policy.stop_timeout)
         except subprocess.TimeoutExpired:
             self.note(f"still running {self.policy.stop_timeout:g}s after SIGTERM: SIGKILL")
-            self._signal_group(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid, signal.SIGKILL)
             code = proc.wait()
-        self._signal_group(proc.pid, signal.SIGKILL)  # whatever of its group is left
+        kill_group(proc.pid, signal.SIGKILL)  # whatever of its group is left
         return code
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: int) -> None:
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def wait_run(self, proc: subprocess.Popen) -> tuple[int | None, bool]:
         """Wait for exit or a stop request; returns (exit code or None if stopping, reached RUNNING)."""
@@ -137,7 +130,7 @@ class Runner:
                 code = self.terminate(proc)
                 self.set_state(STOPPED, f"stopped (exit {code})", pid=None, exit_code=code)
                 return 0
-            self._signal_group(proc.pid, signal.SIGKILL)
+            kill_group(proc.pid, signal.SIGKILL)
             if code in self.policy.fatal_exit_codes:
                 self.set_state(FATAL, f"exit code {code} means no restart can help: not restarting; "
                                "see the log above", pid=None, exit_code=code)

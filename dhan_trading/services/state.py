@@ -112,6 +112,14 @@ def process_alive(pid: int | None, created: float | None) -> bool:
         return False
 
 
+def kill_group(pgid: int, sig: int) -> None:
+    """Signal a whole process group; one already gone (or not ours) needs nothing more."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def read_pid_file(path: Path) -> tuple[int, float | None] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

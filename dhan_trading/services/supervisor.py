@@ -21,7 +21,7 @@ from .. import bus
 from ..config import Settings, get_settings
 from .registry import REPO_ROOT, SERVICES, Service, check_registry
 from .state import (ACTIVE_STATES, EXITED, FATAL, RUNNING, SERVICE_ID_ENV, STOPPED, SUPERVISED_ENV,
-                    RunSpec, RunState, process_alive, read_pid_file)
+                    RunSpec, RunState, kill_group, process_alive, read_pid_file)
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class Supervisor:
         st = RunState.load(self._state_path(service_id), service_id)
         if st.pid and process_alive(st.pid, st.pid_create_time):
             log.warning("%s: killing process group %d left by a dead runner", service_id, st.pid)
-            _kill_group(st.pid, signal.SIGKILL)
+            kill_group(st.pid, signal.SIGKILL)
 
     # ---- stopping ------------------------------------------------------------------------------------
     def stop(self, service_id: str) -> ServiceStatus:
@@ -286,10 +286,3 @@ class Supervisor:
         wanted = set(states)
         self._wait(lambda: self.status(service_id).state in wanted, timeout)
         return self.status(service_id)
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
