@@ -35,7 +35,8 @@ class GapTracker:
         """Gap events for pending instruments that resume in `decoded`; then remember its last values."""
         events: list[dict] = []
         if self.pending:
-            for key, (ltt, volume, recv_ts) in self._first_seen(decoded).items():
+            resumed = self._first_seen(decoded)
+            for key, (ltt, volume, recv_ts) in resumed.items():
                 reason = self.pending.pop(key)
                 before = self.last.get(key)
                 if before is None:
@@ -44,7 +45,7 @@ class GapTracker:
                 events.append({"type": "gap", "exchange_segment": key[0], "security_id": key[1],
                                "recv_ts": recv_ts, "reason": reason, "last_ltt": before[0],
                                "last_volume": before[1], "resume_ltt": ltt, "resume_volume": volume})
-            if events or not self.pending:
+            if resumed:  # every resumed key left `pending`, with or without an event
                 self._index_pending()
         self.last.update(decoded.continuity())
         return events

@@ -79,6 +79,18 @@ def test_gap_event_bridges_last_and_first_values_after_a_break():
     assert not gaps.pending and gaps.gaps == 2
 
 
+@pytest.mark.unit
+def test_an_instrument_resumed_without_history_is_no_longer_pending():
+    dec = FeedDecoder()
+    gaps = GapTracker()
+    gaps.observe(dec.decode([encode_ticker("NSE_FNO", 2, 1.0, 1)], 1))
+    gaps.mark([("NSE_FNO", 1), ("NSE_FNO", 2)], "reconnect")
+    assert gaps.observe(dec.decode([encode_ticker("NSE_FNO", 1, 1.0, 2)], 2)) == []  # no history: no event
+    assert gaps.observe(dec.decode([encode_ticker("NSE_FNO", 1, 1.0, 3)], 3)) == []  # used to raise KeyError
+    assert set(gaps.pending) == {("NSE_FNO", 2)}
+    assert [e["security_id"] for e in gaps.observe(dec.decode([encode_ticker("NSE_FNO", 2, 1.0, 4)], 4))] == [2]
+
+
 @pytest.mark.integration
 def test_after_a_break_only_the_unapplied_part_of_a_batch_is_resent(redis_url, redis_client):
     import asyncio
