@@ -44,6 +44,10 @@ VARIABLES: dict[str, str] = {
     "DHAN_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
 }
 
+# Set by the supervisor in every child it starts: plumbing, not user settings (so not in VARIABLES).
+SUPERVISED_ENV = "DHAN_SUPERVISED"   # "1" in every supervised child
+SERVICE_ID_ENV = "DHAN_SERVICE_ID"   # the id the child was started as (its health key)
+
 _SECRET_QUERY_KEYS = {"token", "access_token", "accesstoken", "password", "secret"}
 
 
@@ -108,6 +112,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path("var"))
     holidays_file: Path | None = None
     log_level: str = "INFO"
+    supervised: bool = False  # under the supervisor, whose runner writes our stderr to the log file
 
     @property
     def uses_dhan(self) -> bool:
@@ -238,6 +243,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         data_dir=data_dir,
         holidays_file=Path(holidays).expanduser() if holidays else None,
         log_level=level,
+        supervised=env.get(SUPERVISED_ENV) == "1",
     )
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 import re
 
 from .config import Settings, get_settings
@@ -46,7 +45,7 @@ def setup_logging(service: str, settings: Settings | None = None, console: bool 
     handlers: list[logging.Handler] = []
     # Under the supervisor, stderr already goes to the rotated DATA_DIR/logs/<id>.log, written
     # by the service's runner alone: a second handler on that file would double every line.
-    supervised = os.environ.get("DHAN_SUPERVISED") == "1"
+    supervised = settings.supervised
     if not supervised:
         handlers.append(logging.handlers.RotatingFileHandler(
             log_dir / f"{service}.log", maxBytes=10_000_000, backupCount=5, encoding="utf-8"))

@@ -28,9 +28,6 @@ EXITED = "EXITED"     # stopped by itself with an exit its policy does not resta
 FATAL = "FATAL"       # given up on: too many failed starts, or a fatal exit code
 ACTIVE_STATES = frozenset({STARTING, RUNNING, BACKOFF, STOPPING})
 
-SUPERVISED_ENV = "DHAN_SUPERVISED"   # set to "1" in every supervised child
-SERVICE_ID_ENV = "DHAN_SERVICE_ID"   # the id the child was started as (its health key)
-
 
 @dataclass
 class RunSpec:

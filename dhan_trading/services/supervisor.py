@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .. import bus
-from ..config import Settings, get_settings
+from ..config import SERVICE_ID_ENV, SUPERVISED_ENV, Settings, get_settings
 from .registry import REPO_ROOT, SERVICES, Service, check_registry
-from .state import (ACTIVE_STATES, EXITED, FATAL, RUNNING, SERVICE_ID_ENV, STOPPED, SUPERVISED_ENV,
-                    RunSpec, RunState, kill_group, process_alive, read_pid_file)
+from .state import (ACTIVE_STATES, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState, kill_group,
+                    process_alive, read_pid_file)
 
 log = logging.getLogger(__name__)
 

@@ -160,15 +160,14 @@ def test_a_clean_exit_is_not_restarted(lab, make_supervisor):
     assert lab.events() == [("start", "closed_market")]
 
 
-def test_a_supervised_service_logs_only_to_stderr(settings_env, monkeypatch):
+def test_a_supervised_service_logs_only_to_stderr(settings_env):
     import logging
 
     from dhan_trading.logs import setup_logging
-    monkeypatch.setenv("DHAN_SUPERVISED", "1")
     root = logging.getLogger()
     saved = list(root.handlers)
     try:
-        setup_logging("db_writer", settings_env(), console=False)
+        setup_logging("db_writer", settings_env(DHAN_SUPERVISED="1"), console=False)
         assert [type(h) for h in root.handlers] == [logging.StreamHandler]
     finally:
         for h in list(root.handlers):
