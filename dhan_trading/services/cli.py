@@ -21,15 +21,19 @@ _STATE_STYLE = {"RUNNING": "green", "STARTING": "yellow", "BACKOFF": "yellow", "
 
 
 def health_client(settings: Settings):
-    """A Redis client for heartbeats, without starting an embedded server just to look."""
+    """A Redis client for heartbeats, or None while the embedded server is down: looking must
+    never start a server, and where that server lives is bus.py's business alone."""
     import redis
 
+    client = bus.connect(settings, start=False, socket_timeout=2, socket_connect_timeout=2)
     if settings.redis_url:
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-    embedded = bus.EmbeddedRedis((Path(settings.data_dir) / "redis").resolve(), None)
-    if embedded.alive():
-        return redis.Redis(unix_socket_path=str(embedded.socket), socket_timeout=2)
-    return None
+        return client
+    try:
+        client.ping()
+    except redis.RedisError:
+        client.close()
+        return None
+    return client
 
 
 def _health_text(st: ServiceStatus) -> str:
