@@ -65,6 +65,11 @@ def health_key(service: str) -> str:
     return HEALTH_PREFIX + service
 
 
+def latest_field(event_type: str, exchange_segment: str, security_id: int | str) -> str:
+    """The LATEST_HASH field that holds an instrument's last event of `event_type`."""
+    return f"{event_type}:{exchange_segment}:{security_id}"
+
+
 # ---- codec ---------------------------------------------------------------------------------
 def encode(event: dict[str, Any]) -> bytes:
     """One event -> the JSON bytes published on a channel and stored in a stream entry."""

@@ -26,6 +26,8 @@ from .plan import PlanError, choose_mode, plan_connections, plan_depth
 log = logging.getLogger("fno_feed")
 
 PRE_OPEN_LEAD = timedelta(minutes=15)
+# NIFTY (13) and BANKNIFTY (25) spots: their last prices centre the option strikes.
+INDEX_FIELDS = tuple(bus.latest_field("ticker", "IDX_I", sid) for sid in (13, 25))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mcx", action="store_true", help="add MCX commodities (service fno_mcx_feed)")
     p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds")
     p.add_argument("--no-capture", action="store_true", help="do not record raw frames under DHAN_DATA_DIR/captures")
-    p.add_argument("--cool-off", type=float, default=60.0, metavar="S",
-                   help="wait after Dhan's 805 (too many connections) before reconnecting (default 60)")
+    p.add_argument("--cool-off", type=float, default=FeedOptions.cool_off, metavar="S",
+                   help="wait after Dhan's 805 (too many connections) before reconnecting (default %(default)g)")
     p.add_argument("--buffer-events", type=int, default=FeedOptions.buffer_events, metavar="N",
                    help="events kept in memory while Redis is unreachable (default %(default)s)")
     return p.parse_args(argv)
@@ -66,13 +68,13 @@ def _index_prices(settings: Settings, instruments) -> dict[str, float]:
     try:
         client = bus.connect(settings, socket_timeout=2)
         try:
-            latest = client.hmget(bus.LATEST_HASH, ["ticker:IDX_I:13", "ticker:IDX_I:25"])
+            latest = client.hmget(bus.LATEST_HASH, INDEX_FIELDS)
         finally:
             client.close()
     except Exception as exc:  # noqa: BLE001 - any Redis problem just means "no prices"
         log.info("no index prices from Redis (%s); ATM strikes from the master", type(exc).__name__)
         return {}
-    fields = {f: v for f, v in zip(("ticker:IDX_I:13", "ticker:IDX_I:25"), latest) if v}
+    fields = {f: v for f, v in zip(INDEX_FIELDS, latest) if v}
     return index_prices_from_latest(fields, instruments)
 
 
@@ -118,11 +120,10 @@ def build_feed(settings: Settings, args: argparse.Namespace) -> Feed:
     token = settings.access_token.reveal()
     options = FeedOptions(stall_timeout=settings.feed_stall_timeout, cool_off=args.cool_off,
                           buffer_events=args.buffer_events)
+    feed_url = make_feed_url(settings.feed_url, token, settings.client_id)
     redis_url = bus.redis_url(settings)
-    log.info("feed %s -> Redis %s", mask_url(make_feed_url(settings.feed_url, token, settings.client_id)),
-             mask_url(redis_url))
-    return Feed(service=service_id(args.mcx), plans=plans,
-                feed_url=make_feed_url(settings.feed_url, token, settings.client_id),
+    log.info("feed %s -> Redis %s", mask_url(feed_url), mask_url(redis_url))
+    return Feed(service=service_id(args.mcx), plans=plans, feed_url=feed_url,
                 depth_plan=depth,
                 depth_url=make_depth_url(settings.depth_feed_url, token, settings.client_id) if depth else None,
                 redis_url=redis_url, ticks=tick_sizes(instruments),

@@ -81,7 +81,7 @@ class LatestFields:
         if found is None:
             try:
                 obj = orjson.loads(head + b"}")
-                found = f"{obj['type']}:{obj['exchange_segment']}:{obj['security_id']}".encode()
+                found = bus.latest_field(obj["type"], obj["exchange_segment"], obj["security_id"]).encode()
             except (orjson.JSONDecodeError, KeyError, TypeError):
                 return None
             if len(self._cache) >= self._limit:
