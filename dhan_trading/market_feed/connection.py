@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from ..config import mask_url
+from ..protocol.packets import DISCONNECT, depth_disconnect_reason
 from .backoff import Backoff
 from .plan import ConnectionPlan
 from .reasons import COOL_OFF, FATAL, describe
@@ -25,6 +26,7 @@ from .reasons import COOL_OFF, FATAL, describe
 log = logging.getLogger(__name__)
 
 MAIN, DEPTH, MARK = 0, 1, 2  # inbox item kinds (MAIN/DEPTH match capture.MAIN/DEPTH)
+_DISCONNECT_CODE = bytes([DISCONNECT])
 
 
 class Inbox:
@@ -143,7 +145,7 @@ class FeedConnection:
         append, now, recv, kind = items.append, time.time_ns, ws.recv, self.kind
         stats = self.stats
         stats.last_frame_ns = now()
-        disconnect_at = 0 if kind == MAIN else 2
+        disconnect_at, disconnect_code = (0 if kind == MAIN else 2), _DISCONNECT_CODE
         try:
             while True:
                 frame = await recv()
@@ -156,7 +158,7 @@ class FeedConnection:
                     inbox.dropped += 1
                 if not wake.is_set():
                     wake.set()
-                if frame[disconnect_at:disconnect_at + 1] == b"\x32":
+                if frame[disconnect_at:disconnect_at + 1] == disconnect_code:
                     self._disconnect_packet(frame, ws)
         except ConnectionClosed:
             return watchdog.done() and watchdog.result()
@@ -171,7 +173,7 @@ class FeedConnection:
         else:
             if len(frame) < 12:
                 return
-            reason = int.from_bytes(frame[12:14], "little") if len(frame) >= 14 else int.from_bytes(frame[8:12], "little")
+            reason = depth_disconnect_reason(frame)
         self.stats.last_reason = reason
         if reason in FATAL:
             self.on_fatal(reason, FATAL[reason])

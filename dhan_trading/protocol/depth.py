@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from .decode import DEFAULT_TICK, Decoded
-from .packets import DEPTH_ASK, DEPTH_BID, DEPTH_HEADER, DEPTH_LEVEL, DISCONNECT
+from .packets import DEPTH_ASK, DEPTH_BID, DEPTH_HEADER, DEPTH_LEVEL, DISCONNECT, depth_disconnect_reason
 from .segments import segment_name
 
 import math
@@ -32,15 +32,14 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
     sides: list[tuple[str, int, int, list]] = []
     off, end = 0, len(frame)
     while off + DEPTH_HEADER.size <= end:
-        length, code, seg, sid, _seq = DEPTH_HEADER.unpack_from(frame, off)
+        length, code, seg, sid, _ = DEPTH_HEADER.unpack_from(frame, off)
         if length < DEPTH_HEADER.size or off + length > end:
             out.error("depth packet length runs past the frame")
             off = end
             break
         out.packets += 1
         if code == DISCONNECT:
-            reason = int.from_bytes(frame[off + 12:off + 14], "little") if length >= 14 else _seq
-            out.disconnects.append((segment_name(seg), sid, reason))
+            out.disconnects.append((segment_name(seg), sid, depth_disconnect_reason(frame[off:off + length])))
         elif code in (DEPTH_BID, DEPTH_ASK) and (length - DEPTH_HEADER.size) % DEPTH_LEVEL.size == 0:
             name = segment_name(seg)
             tick = ticks.get((name, sid), DEFAULT_TICK)

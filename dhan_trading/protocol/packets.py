@@ -100,6 +100,14 @@ def encode_depth_side(code: int, segment: str | int, security_id: int,
     return DEPTH_HEADER.pack(DEPTH_HEADER.size + len(body), code, seg, security_id, sequence) + body
 
 
+def depth_disconnect_reason(packet: bytes) -> int:
+    """Reason of a depth-feed disconnect packet: the docs' field at byte 12, or in a packet too
+    short for it, the SDK's at byte 8 (dhan-protocol.md §4)."""
+    if len(packet) >= DEPTH_DISCONNECT_SIZE:
+        return int.from_bytes(packet[12:14], "little")
+    return int.from_bytes(packet[8:12], "little")
+
+
 def encode_depth_disconnect(reason: int) -> bytes:
     """A depth-feed disconnect readable both by the docs' layout (i16 at 12) and the SDK's (u32 at 8)."""
     return DEPTH_HEADER.pack(DEPTH_DISCONNECT_SIZE, DISCONNECT, 0, 0, reason) + struct.pack("<h", reason)
