@@ -28,7 +28,7 @@ from .. import exitcodes
 from ..capture import DEPTH, MAIN, read_capture
 from ..protocol.packets import DEPTH_HEADER, DISCONNECT, HEADER, MARKET_STATUS
 from ..protocol.segments import segment_name
-from .server import (DEPTH_POOL, Connection, Simulator, SimulatorConfig, add_server_arguments,
+from .server import (Connection, Simulator, SimulatorConfig, add_server_arguments,
                      serve_until_stopped)
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class ReplaySource:
     async def _play(self, conn: Connection) -> None:
         while (quiet := time.monotonic() - self._last_subscribe[conn]) < self.settle:
             await asyncio.sleep(self.settle - quiet)
-        kind = DEPTH if conn.pool == DEPTH_POOL else MAIN
+        kind = conn.kind
         log.info("connection %s: replaying %s at %s", conn.id, self.path.name,
                  f"{self.speed:g}x" if self.speed else "full speed")
         start, first, sent = time.monotonic(), None, 0

@@ -83,6 +83,7 @@ class Connection:
 
     def __init__(self, sim: "Simulator", ws: ServerConnection, pool: str, token: str, ident: int):
         self.sim, self.ws, self.pool, self.token, self.id = sim, ws, pool, token, ident
+        self.kind = DEPTH if pool == DEPTH_POOL else MAIN  # capture kind of the frames it is sent
         self.subs: dict[tuple[str, int], set[str]] = {}
         self.queue: asyncio.Queue = asyncio.Queue(sim.config.queue_limit)
         self.frames_sent = 0
@@ -132,7 +133,7 @@ class Connection:
             asyncio.create_task(self.ws.close())
 
     async def _write(self) -> None:
-        kind = DEPTH if self.pool == DEPTH_POOL else MAIN
+        kind = self.kind
         try:
             while True:
                 frame = await self.queue.get()
