@@ -16,6 +16,9 @@ from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 
+from .protocol.requests import MAX_DEPTH_PER_CONNECTION
+from .protocol.segments import SEGMENT_CODES
+
 DHAN_FEED_URL_DEFAULT = "wss://api-feed.dhan.co"
 DHAN_DEPTH_FEED_URL_DEFAULT = "wss://depth-api-feed.dhan.co"
 DHAN_SCRIP_MASTER_URL = "https://images.dhan.co/api-data/api-scrip-master.csv"
@@ -181,9 +184,6 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
     return raw
 
 
-_SEGMENT_NAMES = ("IDX_I", "NSE_EQ", "NSE_FNO", "NSE_CURRENCY", "BSE_EQ", "MCX_COMM",
-                  "BSE_CURRENCY", "BSE_FNO")
-
 
 def _depth_list(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
     raw = (env.get("DHAN_DEPTH_INSTRUMENTS") or "").strip()
@@ -192,12 +192,13 @@ def _depth_list(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
     out = []
     for item in raw.split(","):
         m = re.fullmatch(r"\s*([A-Z_]+):(\d+)\s*", item)
-        if not m or m.group(1) not in _SEGMENT_NAMES:
+        if not m or m.group(1) not in SEGMENT_CODES:
             raise ConfigError(f"DHAN_DEPTH_INSTRUMENTS: {item.strip()!r} is not SEGMENT:ID "
                               "(e.g. NSE_FNO:52175,NSE_EQ:1333)")
         out.append((m.group(1), int(m.group(2))))
-    if len(out) > 50:
-        raise ConfigError(f"DHAN_DEPTH_INSTRUMENTS lists {len(out)} instruments; Dhan allows at most 50")
+    if len(out) > MAX_DEPTH_PER_CONNECTION:
+        raise ConfigError(f"DHAN_DEPTH_INSTRUMENTS lists {len(out)} instruments; Dhan allows at most "
+                          f"{MAX_DEPTH_PER_CONNECTION}")
     return tuple(out)
 
 
