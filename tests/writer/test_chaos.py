@@ -12,7 +12,7 @@ import time
 import pytest
 
 from dhan_trading import bus
-from conftest import (REPO, Publisher, Stored, WriterProcesses, assert_exactly_once, group_pending,
+from writer_harness import (REPO, Publisher, Stored, WriterProcesses, assert_exactly_once, group_pending,
                       wait_until)
 from writer_events import publish, random_events
 

@@ -14,7 +14,7 @@ from dhan_trading.db_setup import get_engine
 from dhan_trading.schema import depth, quotes, stream_id_to_event_id, ticks, unpack_levels
 from dhan_trading.subscribers.db_writer import DbWriter, WriterConfig
 from dhan_trading.subscribers.store import EventStore
-from conftest import assert_exactly_once, group_pending, wait_until
+from writer_harness import assert_exactly_once, group_pending, wait_until
 from writer_events import make_event, publish, publish_raw, random_events
 
 pytestmark = pytest.mark.integration
