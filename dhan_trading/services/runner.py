@@ -66,9 +66,9 @@ class Runner:
         self.state.message = message
         for key, value in changes.items():
             setattr(self.state, key, value)
-        write_json(Path(self.spec.state_path), self.state.__dict__)
-        if message:
+        if message:  # the log line first: whoever sees the new state finds its reason logged
             self.note(f"{state}: {message}")
+        write_json(Path(self.spec.state_path), self.state.__dict__)
 
     # ---- one run of the program --------------------------------------------------------------
     def spawn(self) -> subprocess.Popen:
