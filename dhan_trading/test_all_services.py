@@ -24,6 +24,7 @@ from .config import ConfigError, Settings, get_settings, mask_url
 from .db_setup import get_engine
 from .schema import metadata
 from .services.registry import SERVICES, Service
+from .services.state import pid_path, process_alive, read_pid_file
 
 STALE_AFTER_S = bus.HEALTH_TTL_S
 
@@ -69,14 +70,10 @@ def check_database(settings: Settings) -> Check:
 
 
 def _supervised_running(settings: Settings) -> set[str]:
-    """Ids the supervisor believes are running (its pid files), without importing Qt or starting anything."""
-    try:
-        from .services.state import process_alive, read_pid_file
-    except ImportError:
-        return set()
+    """Ids the supervisor believes are running (its pid files); looking starts nothing."""
     running = set()
     for service in SERVICES:
-        pid = read_pid_file(settings.data_dir / "run" / f"{service.id}.pid")
+        pid = read_pid_file(pid_path(settings.data_dir, service.id))
         if pid and process_alive(*pid):
             running.add(service.id)
     return running

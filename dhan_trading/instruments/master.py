@@ -18,7 +18,6 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Iterable, TextIO
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -27,10 +26,10 @@ from ..config import SAMPLE_INSTRUMENTS_CSV, Settings, mask_url
 from ..schema import instruments as instruments_table
 from . import sample
 from .columns import COMPACT_COLUMNS, CSV_SEGMENTS, OPTION_TYPES, REQUIRED_COLUMNS
+from ..scheduler.calendar import IST
 
 log = logging.getLogger(__name__)
 
-IST = ZoneInfo("Asia/Kolkata")
 CACHE_PREFIX = "scrip-master-"
 CACHE_KEEP = 3  # cached daily downloads kept under DATA_DIR (the real file is ~30 MB)
 DOWNLOAD_TIMEOUT_S = 60.0

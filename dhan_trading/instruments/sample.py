@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
-from zoneinfo import ZoneInfo
 
 from ..config import SAMPLE_INSTRUMENTS_CSV
 from .columns import COMPACT_COLUMNS
+from ..scheduler.calendar import IST
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def current_sample(data_dir: str | Path, today: date) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Regenerate the bundled sample (for maintainers): `python -m dhan_trading.instruments.sample [DATE]`."""
     argv = sys.argv[1:] if argv is None else argv
-    today = date.fromisoformat(argv[0]) if argv else datetime.now(ZoneInfo("Asia/Kolkata")).date()
+    today = date.fromisoformat(argv[0]) if argv else datetime.now(IST).date()
     write_sample_master(SAMPLE_INSTRUMENTS_CSV, today)
     return 0
 

@@ -19,6 +19,11 @@ import psutil
 
 from .registry import RestartPolicy
 
+
+def pid_path(data_dir: Path, service_id: str) -> Path:
+    """Where the runner of `service_id` keeps its pid file (the supervisor and checkers read it)."""
+    return Path(data_dir) / "run" / f"{service_id}.pid"
+
 STOPPED = "STOPPED"
 STARTING = "STARTING"
 RUNNING = "RUNNING"

@@ -21,7 +21,7 @@ from .. import bus
 from ..config import SERVICE_ID_ENV, SUPERVISED_ENV, Settings, get_settings
 from .registry import REPO_ROOT, SERVICES, Service, check_registry
 from .state import (ACTIVE_STATES, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState, kill_group,
-                    process_alive, read_pid_file)
+                    pid_path, process_alive, read_pid_file)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Supervisor:
         return self.run_dir / f"{service_id}.state.json"
 
     def _pid_path(self, service_id: str) -> Path:
-        return self.run_dir / f"{service_id}.pid"
+        return pid_path(self.run_dir.parent, service_id)
 
     def service(self, service_id: str) -> Service:
         try:
