@@ -84,15 +84,48 @@ def decode(data: bytes | str) -> dict[str, Any]:
     return obj
 
 
-def publish_health(client: redis.Redis, service: str, record: dict[str, Any]) -> None:
-    """Write a service's health record with a TTL; the key vanishing means the service is gone."""
-    record = {"service": service, "pid": os.getpid(), "ts": time.time(), **record}
-    client.set(health_key(service), encode(record), ex=HEALTH_TTL_S)
+# ---- heartbeat (DESIGN §3.3) ----------------------------------------------------------------
+# The one record every long-running service publishes under health_key(service) at least every
+# 2 s. The supervisor, `services status`, test_all_services, the control center and the monitor
+# read these fields and nothing else; a service adds its own figures beside them.
+HEARTBEAT_FIELDS = ("service", "ts", "state", "healthy", "problem")
+
+
+def heartbeat(service: str, state: str, healthy: bool, problem: str | None = None,
+              **figures: Any) -> dict[str, Any]:
+    """Build a heartbeat record. An unhealthy record must say why (`problem`)."""
+    if not healthy and not problem:
+        raise ValueError(f"{service}: an unhealthy heartbeat needs a problem sentence")
+    return {**figures, "service": service, "ts": time.time(), "state": state,
+            "healthy": bool(healthy), "problem": problem, "pid": os.getpid()}
+
+
+def publish_health(client: redis.Redis, record: dict[str, Any], key: str | None = None) -> None:
+    """Write a heartbeat record (from `heartbeat`) with a TTL: the key vanishing means the
+    service is gone. `key` overrides the service name as the key (a writer's per-consumer copy)."""
+    missing = [f for f in HEARTBEAT_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"heartbeat record lacks {missing}; build it with bus.heartbeat()")
+    client.set(health_key(key or record["service"]), encode(record), ex=HEALTH_TTL_S)
 
 
 def read_health(client: redis.Redis, service: str) -> dict[str, Any] | None:
     raw = client.get(health_key(service))
     return decode(raw) if raw else None
+
+
+def assess_health(record: dict[str, Any] | None, now: float | None = None,
+                  max_age_s: float = HEALTH_TTL_S) -> tuple[bool | None, str | None]:
+    """(healthy, problem) of a heartbeat as every reader judges it: None when there is no
+    record, False when it is older than `max_age_s` or lacks the fields, else what it says."""
+    if record is None:
+        return None, "no heartbeat"
+    if any(f not in record for f in HEARTBEAT_FIELDS) or not isinstance(record["healthy"], bool):
+        return False, "heartbeat record is malformed (not written by bus.heartbeat)"
+    age = (time.time() if now is None else now) - float(record["ts"])
+    if age > max_age_s:
+        return False, f"heartbeat is {age:.0f} s old"
+    return record["healthy"], record["problem"]
 
 
 # ---- connection ----------------------------------------------------------------------------

@@ -13,7 +13,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-REDIS_HOST, REDIS_PORT, REDIS_TEST_DB = "127.0.0.1", 6379, 15
+# DHAN_TEST_REDIS_DB lets two test runs share the machine's Redis without flushing each other.
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+REDIS_TEST_DB = int(os.environ.get("DHAN_TEST_REDIS_DB", "15"))
 MARIADB_URL = os.environ.get("DHAN_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 REPO = Path(__file__).resolve().parent.parent
