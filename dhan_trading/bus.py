@@ -39,6 +39,8 @@ STREAMS = (STREAM_TICKS, STREAM_QUOTES, STREAM_DEPTH)
 # Feed-side events that are not market data: reconnect gaps (for bars and profiles to mark).
 CHANNEL_GAPS = "dhan:gaps"
 STREAM_GAPS = "dhan:gaps:stream"
+# Every stream the DB writer's group stores in a table (and the feed trims safely).
+STORED_STREAMS = STREAMS + (STREAM_GAPS,)
 # Entries the DB writer could not store (bad JSON, missing keys), with the reason.
 STREAM_DEAD_LETTER = "dhan:deadletter:stream"
 # Consumer group of the DB writer on each of STREAMS.
@@ -286,7 +288,7 @@ return out
 SAFE_TRIM_MAX_PER_CALL = 20_000
 
 
-def trim_streams_safely(client: redis.Redis, maxlen: int, streams: tuple[str, ...] = STREAMS,
+def trim_streams_safely(client: redis.Redis, maxlen: int, streams: tuple[str, ...] = STORED_STREAMS,
                         group: str = WRITER_GROUP) -> dict[str, int]:
     """Trim each stream towards `maxlen` entries without removing any entry `group` has not
     acknowledged (DESIGN §3.3). Returns the number of entries removed per stream.

@@ -80,11 +80,14 @@ def test_acknowledged_history_beyond_maxlen_goes(redis_client):
     assert 1000 <= len(left) < 1500 and left == ids[-len(left):]
 
 
-def test_every_stream_is_trimmed_and_reported(redis_client):
-    for stream in bus.STREAMS:
-        for _ in range(3):
+def test_every_stored_stream_is_trimmed_and_reported(redis_client):
+    """The gaps stream too: the feed trims with the default list, and gap events pile up."""
+    for stream in bus.STORED_STREAMS:
+        for _ in range(3000):
             redis_client.xadd(stream, {bus.STREAM_FIELD: b"{}"}, maxlen=None)
-    assert set(bus.trim_streams_safely(redis_client, 1000)) == set(bus.STREAMS)
+    removed = bus.trim_streams_safely(redis_client, 1000)
+    assert set(removed) == set(bus.STORED_STREAMS) and bus.STREAM_GAPS in removed
+    assert all(n > 0 for n in removed.values()), removed
 
 
 def test_works_on_the_embedded_redis(settings_env):
