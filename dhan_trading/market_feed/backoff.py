@@ -8,6 +8,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+_MAX_EXPONENT = 64  # 2.0 ** 64 is finite; beyond it any positive `initial` is past any cap
+
 
 @dataclass
 class Backoff:
@@ -25,10 +27,21 @@ class Backoff:
     attempt: int = 0
     _up_since: float | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("initial", "cap", "stable_after"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"Backoff.{name} must be a finite number >= 0, not {value!r}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"Backoff.jitter must be between 0 and 1, not {self.jitter!r}")
+
     def next_delay(self) -> float:
-        base = min(self.cap, self.initial * 2 ** self.attempt)
-        self.attempt += 1
-        return min(self.cap, base * (1 + self.jitter * self.rng.uniform(-1, 1)))
+        """The next delay, in [0, cap]. The exponent stops growing once the cap is reached, so
+        the sequence can go on for ever (2 ** 1025 overflowed a float after ~85 min at 5 s)."""
+        base = min(self.cap, self.initial * 2.0 ** self.attempt)
+        if base < self.cap and self.attempt < _MAX_EXPONENT:
+            self.attempt += 1
+        return max(0.0, min(self.cap, base * (1 + self.jitter * self.rng.uniform(-1, 1))))
 
     def connected(self, now: float) -> None:
         self._up_since = now

@@ -1,6 +1,7 @@
 """Connection planning and backoff: pure functions, Dhan's limits."""
 from __future__ import annotations
 
+import math
 import random
 
 import orjson
@@ -99,3 +100,19 @@ def test_fatal_reasons_say_how_to_fix():
     assert set(FATAL) == {806, 807, 808, 809, 810}
     assert "DHAN_ACCESS_TOKEN" in FATAL[807] and "web.dhan.co" in FATAL[807]
     assert "805" in describe(805) and "unknown" in describe(999)
+
+
+@pytest.mark.parametrize("initial, cap", [(0.1, 5.0), (1.0, 60.0), (0.0, 5.0), (1e-3, 1e6)])
+def test_backoff_stays_finite_and_capped_for_10000_attempts(initial, cap):
+    b = Backoff(initial=initial, cap=cap, jitter=0.2, rng=random.Random(3))
+    delays = [b.next_delay() for _ in range(10_000)]
+    assert all(math.isfinite(d) and 0.0 <= d <= cap for d in delays)
+    if initial:
+        assert delays[-1] >= cap * 0.8  # still at the cap, not reset or stuck low
+
+
+def test_backoff_refuses_settings_that_make_no_sense():
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=1.5)
+    with pytest.raises(ValueError, match="cap"):
+        Backoff(cap=float("inf"))
