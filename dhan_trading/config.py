@@ -7,9 +7,10 @@ A wrong value fails at start-up with a `ConfigError` that names the variable and
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
@@ -19,10 +20,18 @@ from dotenv import dotenv_values
 from .protocol.requests import MAX_DEPTH_PER_CONNECTION
 from .protocol.segments import SEGMENT_CODES
 
+# The folder that holds the `dhan_trading` package. `.env` and the default data folder live here,
+# so every program, started from any directory, reads the same settings and finds the same
+# database and Redis (DESIGN §3.2).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DOTENV_PATH = PROJECT_ROOT / ".env"
+DEFAULT_DATA_DIR = PROJECT_ROOT / "var"
+
 DHAN_FEED_URL_DEFAULT = "wss://api-feed.dhan.co"
 DHAN_DEPTH_FEED_URL_DEFAULT = "wss://depth-api-feed.dhan.co"
 DHAN_SCRIP_MASTER_URL = "https://images.dhan.co/api-data/api-scrip-master.csv"
 SAMPLE_INSTRUMENTS_CSV = Path(__file__).parent / "data" / "sample-scrip-master.csv"
+NIFTY50_CSV = Path(__file__).parent / "data" / "nifty50.csv"  # bundled constituents and weights
 
 # Every variable we read, with the one-line help shown in errors and in `.env.example`.
 VARIABLES: dict[str, str] = {
@@ -42,7 +51,10 @@ VARIABLES: dict[str, str] = {
     "DHAN_FEED_STALL_TIMEOUT": "seconds without a frame before a feed connection is recycled (default 60)",
     "DHAN_UNIVERSE_STOCKS": "how many stock futures the universe takes (default 40)",
     "DHAN_UNIVERSE_STRIKES": "option strikes each side of ATM for NIFTY/BANKNIFTY (default 9: ~129 instruments)",
-    "DHAN_DATA_DIR": "where SQLite, logs, captures and the embedded Redis live (default ./var)",
+    "DHAN_NIFTY50_CSV": "Nifty 50 constituents file (symbol,company,weight with # as_of: and # source: lines); default the bundled one",
+    "DHAN_WATCHLIST": "CSV exchange_segment,security_id,mode (ticker, quote or full): the feed subscribes exactly these, up to 25,000",
+    "DHAN_DATA_DIR": "where SQLite, logs, captures and the embedded Redis live (default var/ in the project "
+                     "folder; a relative path is taken from the project folder too)",
     "DHAN_HOLIDAYS_FILE": "optional CSV of extra holidays / special sessions (date,exchange,kind[,open,close])",
     "DHAN_LOG_LEVEL": "DEBUG, INFO, WARNING or ERROR (default INFO)",
 }
@@ -52,6 +64,7 @@ SUPERVISED_ENV = "DHAN_SUPERVISED"   # "1" in every supervised child
 SERVICE_ID_ENV = "DHAN_SERVICE_ID"   # the id the child was started as (its health key)
 
 _SECRET_QUERY_KEYS = {"token", "access_token", "accesstoken", "password", "secret"}
+_PATH_SCHEMES = {"sqlite", "unix"}  # URL schemes that name a file, not a host
 
 
 class ConfigError(ValueError):
@@ -89,6 +102,8 @@ def mask_url(url: str | None) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
                           safe="*")
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing to hide: shown as written ('ws://' stays 'ws://', not 'ws:')
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -112,7 +127,9 @@ class Settings:
     feed_stall_timeout: float = 60.0
     universe_stocks: int = 40
     universe_strikes: int = 9
-    data_dir: Path = field(default_factory=lambda: Path("var"))
+    nifty50_csv: Path = NIFTY50_CSV
+    watchlist: Path | None = None  # replaces the universe rules when set
+    data_dir: Path = DEFAULT_DATA_DIR
     holidays_file: Path | None = None
     log_level: str = "INFO"
     supervised: bool = False  # under the supervisor, whose runner writes our stderr to the log file
@@ -163,6 +180,9 @@ def _number(env: Mapping[str, str], name: str, default, kind, minimum=0):
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number: "
                           f"set {name} to {VARIABLES[name]} or remove it from the environment/.env") from None
+    if not math.isfinite(value):  # float('nan') and float('inf') parse, and nan < 1 is False
+        raise ConfigError(f"{name}={raw!r} is not a finite number: set {name} to a number of at least "
+                          f"{minimum} ({VARIABLES[name]}) or remove it from the environment/.env")
     if value < minimum:
         raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
     return value
@@ -173,9 +193,16 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
     if not raw:
         return default
     parts = urlsplit(raw)
-    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+    if parts.scheme not in schemes:
         raise ConfigError(f"{name}={mask_url(raw)!r} is not a valid URL: it must start with "
                           f"{' or '.join(s + '://' for s in schemes)} ({VARIABLES[name]})")
+    if parts.scheme in _PATH_SCHEMES:
+        if not parts.path.strip("/"):
+            raise ConfigError(f"{name}={mask_url(raw)!r} names no file: write {parts.scheme}:///PATH "
+                              f"({VARIABLES[name]})")
+    elif not parts.hostname:
+        raise ConfigError(f"{name}={mask_url(raw)!r} has no host: write {parts.scheme}://HOST[:PORT], "
+                          f"e.g. {parts.scheme}://127.0.0.1 ({VARIABLES[name]})")
     try:
         parts.port
     except ValueError:
@@ -183,6 +210,14 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...], default: s
                           "PORT between 1 and 65535") from None
     return raw
 
+
+
+def data_dir_from(raw: str | None) -> Path:
+    """DHAN_DATA_DIR as an absolute path: unset = PROJECT_ROOT/var; relative = under PROJECT_ROOT."""
+    raw = (raw or "").strip()
+    if not raw:
+        return DEFAULT_DATA_DIR
+    return PROJECT_ROOT / Path(raw).expanduser()  # an absolute path replaces PROJECT_ROOT
 
 
 def _depth_list(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
@@ -202,8 +237,12 @@ def _depth_list(env: Mapping[str, str]) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | os.PathLike | None = ".env") -> Settings:
-    """Build Settings from `.env` overlaid by the real environment (the environment wins)."""
+def load_settings(environ: Mapping[str, str] | None = None,
+                  dotenv_path: str | os.PathLike | None = DOTENV_PATH) -> Settings:
+    """Build Settings from `.env` overlaid by the real environment (the environment wins).
+
+    `.env` is the project folder's (`PROJECT_ROOT`), never the current directory's.
+    """
     env: dict[str, str] = {}
     if dotenv_path and Path(dotenv_path).is_file():
         env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
@@ -213,7 +252,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
     level = (env.get("DHAN_LOG_LEVEL") or "INFO").strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(f"DHAN_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR")
-    data_dir = Path(env.get("DHAN_DATA_DIR") or "var").expanduser()
+    data_dir = data_dir_from(env.get("DHAN_DATA_DIR"))
     holidays = (env.get("DHAN_HOLIDAYS_FILE") or "").strip()
     db_url = _url(env, "DHAN_DB_URL", ("mysql+pymysql", "mysql", "sqlite", "mariadb+pymysql"), None)
     if db_url and db_url.startswith(("mysql://", "mariadb://")):
@@ -241,6 +280,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | o
         feed_stall_timeout=_number(env, "DHAN_FEED_STALL_TIMEOUT", 60.0, float, 1),
         universe_stocks=_number(env, "DHAN_UNIVERSE_STOCKS", 40, int, 0),
         universe_strikes=_number(env, "DHAN_UNIVERSE_STRIKES", 9, int, 0),
+        nifty50_csv=Path((env.get("DHAN_NIFTY50_CSV") or "").strip() or NIFTY50_CSV).expanduser(),
+        watchlist=Path(watchlist).expanduser() if (watchlist := (env.get("DHAN_WATCHLIST") or "").strip()) else None,
         data_dir=data_dir,
         holidays_file=Path(holidays).expanduser() if holidays else None,
         log_level=level,

@@ -25,8 +25,9 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..config import SAMPLE_INSTRUMENTS_CSV
+from ..config import NIFTY50_CSV, SAMPLE_INSTRUMENTS_CSV
 from .columns import COMPACT_COLUMNS
+from .nifty50 import read_constituents
 from ..scheduler.calendar import IST
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ INDICES: tuple[IndexSpec, ...] = (
     IndexSpec("INDIA VIX", 21, "India VIX", 12.0),
 )
 
-# symbol -> (company name, late-2025 price level in rupees)
+# symbol -> (company name, late-2025 price level in rupees); covers every symbol of the bundled
+# Nifty 50 file (dhan_trading/data/nifty50.csv), whose NSE_EQ rows the sample lists
 STOCKS: dict[str, tuple[str, float]] = {
     "ADANIENT": ("Adani Enterprises", 2400.0), "ADANIPORTS": ("Adani Ports and SEZ", 1480.0),
     "APOLLOHOSP": ("Apollo Hospitals", 7500.0), "ASIANPAINT": ("Asian Paints", 2850.0),
@@ -85,16 +87,6 @@ STOCKS: dict[str, tuple[str, float]] = {
     "BSE": ("BSE", 2600.0), "DIXON": ("Dixon Technologies", 15500.0), "VEDL": ("Vedanta", 500.0),
     "BANKBARODA": ("Bank of Baroda", 280.0), "TATAPOWER": ("Tata Power", 390.0),
 }
-
-NIFTY_50: tuple[str, ...] = (
-    "ADANIENT", "ADANIPORTS", "APOLLOHOSP", "ASIANPAINT", "AXISBANK", "BAJAJ-AUTO", "BAJFINANCE",
-    "BAJAJFINSV", "BEL", "BHARTIARTL", "CIPLA", "COALINDIA", "DRREDDY", "EICHERMOT", "ETERNAL",
-    "GRASIM", "HCLTECH", "HDFCBANK", "HDFCLIFE", "HINDALCO", "HINDUNILVR", "ICICIBANK", "INDIGO",
-    "INFY", "ITC", "JIOFIN", "JSWSTEEL", "KOTAKBANK", "LT", "M&M", "MARUTI", "MAXHEALTH",
-    "NESTLEIND", "NTPC", "ONGC", "POWERGRID", "RELIANCE", "SBILIFE", "SBIN", "SHRIRAMFIN",
-    "SUNPHARMA", "TATACONSUM", "TMPV", "TATASTEEL", "TCS", "TECHM", "TITAN", "TRENT",
-    "ULTRACEMCO", "WIPRO",
-)
 
 # Stocks whose futures the sample lists: a superset of universe.LIQUID_STOCKS.
 FNO_STOCKS: tuple[str, ...] = tuple(s for s in STOCKS if s not in (
@@ -262,7 +254,8 @@ def sample_rows(today: date) -> Iterator[list[str]]:
         # Index rows reproduce Dhan's quirk: their tick is written in rupees (0.0500), not paise.
         yield ["NSE", "I", str(spec.security_id), "INDEX", "0", spec.symbol, "1.0", spec.name,
                "0001-01-01", "-0.01000", "XX", "0.0500", "NA", "INDEX", "X", spec.symbol]
-    for symbol in sorted(set(NIFTY_50) | set(FNO_STOCKS)):
+    nifty50 = read_constituents(NIFTY50_CSV).symbols  # the one list of constituents
+    for symbol in sorted(set(nifty50) | set(FNO_STOCKS)):
         name, price = STOCKS[symbol]
         yield _row("NSE", "E", ids("NSE_EQ", symbol), "EQUITY", "", symbol, 1, name, "", -0.01, "XX",
                    _equity_tick_paise(price), "NA", "ES", "EQ", name.upper())

@@ -7,11 +7,13 @@ Default universe (129 instruments, "the ~128-instrument F&O universe" of DESIGN 
     stock futures    current month of the 40 most liquid F&O stocks            40  (full)
     index options    NIFTY and BANKNIFTY, nearest expiry, ATM +/- 9 strikes,
                      CE and PE                                      2 x 19 x 2 = 76  (full)
+    nifty50          the Nifty 50 constituents' NSE_EQ shares, by symbol from the
+                     master (breadth needs their ATP and volume)               50  (quote)
                                                                             -----
-                                                                              129
+                                                                              179
 
 `mcx=True` adds the near-month CRUDEOIL, GOLD, SILVER, NATURALGAS and COPPER futures (never the
-minis): 134. A contract is never selected after its expiry; on its expiry day it stays in until
+minis): 184. A contract is never selected after its expiry; on its expiry day it stays in until
 the close (NSE 15:30, MCX 23:30 IST) when the caller passes `now`.
 """
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Iterable, Literal, Mapping
 
 import orjson
 
+from ..config import NIFTY50_CSV, Settings
 from .master import IST, Instrument
+from .nifty50 import Constituents, read_constituents
 
 Mode = Literal["ticker", "quote", "full"]
 
@@ -39,7 +43,7 @@ LIQUID_STOCKS: tuple[str, ...] = (
     "WIPRO", "TECHM", "ASIANPAINT", "DRREDDY", "BAJAJFINSV",
 )
 
-CATEGORIES = ("index", "index_future", "stock_future", "index_option", "mcx_future")
+CATEGORIES = ("index", "index_future", "stock_future", "index_option", "nifty50", "mcx_future", "watchlist")
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class UniverseRules:
     mcx_close: time = time(23, 30)
     spot_mode: Mode = "ticker"
     derivative_mode: Mode = "full"
+    nifty50: bool = True  # the constituents' shares, for breadth
+    equity_mode: Mode = "quote"  # quote carries ATP and volume
 
 
 
@@ -78,6 +84,7 @@ class Universe:
     date: date
     subscriptions: list[Subscription] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things the trader must act on
     atm: dict[str, float] = field(default_factory=dict)  # option underlying -> ATM strike used
 
     def counts(self) -> dict[str, int]:
@@ -87,7 +94,7 @@ class Universe:
     def to_json(self) -> dict:
         """The stable shape printed by `display_fno_instruments.py --json` (docs/INSTRUMENTS.md)."""
         return {"date": self.date.isoformat(), "count": len(self.subscriptions), "counts": self.counts(),
-                "notes": list(self.notes),
+                "notes": list(self.notes), "warnings": list(self.warnings),
                 "instruments": [{"exchange_segment": s.exchange_segment, "security_id": s.security_id,
                                  "mode": s.mode, "category": s.category, "symbol": s.symbol}
                                 for s in self.subscriptions]}
@@ -108,13 +115,15 @@ def _is_live(inst: Instrument, today: date, now: datetime | None, rules: Univers
 def select_universe(instruments: Iterable[Instrument], *, today: date,
                     index_prices: Mapping[str, float] | None = None, mcx: bool | None = None,
                     stocks: int | None = None, strikes: int | None = None, now: datetime | None = None,
-                    rules: UniverseRules | None = None) -> Universe:
+                    rules: UniverseRules | None = None, constituents: Constituents | None = None) -> Universe:
     """Pick the feed's universe from the master as of `today` (and `now`, IST, if given).
 
     `index_prices` maps an option underlying (NIFTY, BANKNIFTY) to its last price, e.g. from
     Redis `dhan:latest` via `index_prices_from_latest`; without one, ATM is the middle listed
     strike of the nearest expiry and a note says so. `mcx`, `stocks` and `strikes` override
-    the rules (None keeps the rules' value).
+    the rules (None keeps the rules' value). `constituents` is the Nifty 50 list (None: the
+    bundled file); a symbol missing from the master, or a list older than a quarter on `today`,
+    becomes a warning.
     """
     rules = rules or UniverseRules()
     overrides = {k: v for k, v in (("mcx", mcx), ("stocks", stocks), ("strikes", strikes)) if v is not None}
@@ -164,6 +173,11 @@ def select_universe(instruments: Iterable[Instrument], *, today: date,
     for name in rules.option_underlyings:
         _select_options(by_kind.get(("OPTIDX", name), []), name, prices.get(name), rules, universe, add)
 
+    if rules.nifty50:
+        _select_nifty50(live, constituents or read_constituents(NIFTY50_CSV), today, rules, universe, add)
+        if "NIFTY" in spots:  # breadth compares the constituents with the index itself
+            add(spots["NIFTY"], "index", rules.spot_mode)
+
     if rules.mcx:
         for name in rules.mcx_commodities:
             futures = [i for i in by_kind.get(("FUTCOM", name), []) if i.exchange_segment == "MCX_COMM"]
@@ -200,6 +214,42 @@ def _select_options(options: list[Instrument], name: str, price: float | None, r
     for inst in sorted((i for i in chain if i.strike in wanted),
                        key=lambda i: (i.strike, order.get(i.option_type or "", 2))):
         add(inst, "index_option", rules.derivative_mode)
+
+
+def _select_nifty50(live: list[Instrument], constituents: Constituents, today: date, rules: UniverseRules,
+                    universe: Universe, add) -> None:
+    shares: dict[str, Instrument] = {}
+    for inst in live:
+        if inst.exchange_segment == "NSE_EQ":
+            current = shares.get(inst.trading_symbol)
+            if current is None or (inst.instrument == "EQUITY" and current.instrument != "EQUITY"):
+                shares[inst.trading_symbol] = inst
+    missing = [s for s in constituents.symbols if s not in shares]
+    for symbol in constituents.symbols:
+        if symbol in shares:
+            add(shares[symbol], "nifty50", rules.equity_mode)
+    if missing:
+        universe.warnings.append(f"Nifty 50: {len(missing)} constituent(s) not in the master's NSE_EQ rows, so "
+                                 f"breadth will lack them: {', '.join(missing)}")
+    stale = constituents.stale_warning(today)
+    if stale:
+        universe.warnings.append(stale)
+
+
+def feed_universe(settings: Settings, instruments: list[Instrument], *, today: date,
+                  index_prices: Mapping[str, float] | None = None, mcx: bool = False,
+                  now: datetime | None = None) -> Universe:
+    """What the feed subscribes: the watchlist when DHAN_WATCHLIST is set, else the rules with the
+    configured stocks, strikes and Nifty 50 file. Raises ConfigError for a bad watchlist or file."""
+    if settings.watchlist is not None:
+        from .watchlist import read_watchlist  # watchlist builds on this module's Universe
+        universe = read_watchlist(settings.watchlist, instruments, today)
+        if mcx:
+            universe.notes.append("--mcx is ignored: the watchlist lists every instrument")
+        return universe
+    return select_universe(instruments, today=today, index_prices=index_prices, mcx=mcx,
+                           stocks=settings.universe_stocks, strikes=settings.universe_strikes, now=now,
+                           constituents=read_constituents(settings.nifty50_csv))
 
 
 def index_prices_from_latest(latest: Mapping[bytes | str, bytes | str],

@@ -103,13 +103,15 @@ def _instruments(settings: Settings) -> list:
 
 def build_feed(settings: Settings, args: argparse.Namespace) -> Feed:
     from ..instruments.master import ist_today, tick_sizes
-    from ..instruments.universe import select_universe
+    from ..instruments.universe import feed_universe
     instruments = _instruments(settings)
-    universe = select_universe(instruments, today=ist_today(), index_prices=_index_prices(settings, instruments),
-                               mcx=args.mcx, stocks=settings.universe_stocks, strikes=settings.universe_strikes,
-                               now=datetime.now(tz=IST))
+    prices = {} if settings.watchlist else _index_prices(settings, instruments)
+    universe = feed_universe(settings, instruments, today=ist_today(), index_prices=prices, mcx=args.mcx,
+                             now=datetime.now(tz=IST))  # DHAN_WATCHLIST, or the universe rules
     for note in universe.notes:
         log.info("universe: %s", note)
+    for warning in universe.warnings:
+        log.warning("universe: %s", warning)
     subs = [(s.exchange_segment, s.security_id, s.mode or choose_mode(s.exchange_segment))
             for s in universe.subscriptions]
     plans = plan_connections(subs)

@@ -27,8 +27,10 @@ def test_json_from_another_directory(tmp_path):
     done = run(tmp_path, "--json", "--date", "2026-11-21", "--price", "NIFTY=26333")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
-    assert data["date"] == "2026-11-21" and data["count"] == 129 == len(data["instruments"])
-    assert data["counts"] == {"index": 5, "index_future": 8, "stock_future": 40, "index_option": 76}
+    assert data["date"] == "2026-11-21" and data["count"] == 179 == len(data["instruments"])
+    assert data["counts"] == {"index": 5, "index_future": 8, "stock_future": 40, "index_option": 76, "nifty50": 50}
+    assert data["nifty50"]["as_of"] == "2025-11-28" and len(data["nifty50"]["weights"]) == 50
+    assert any("Nifty 50 constituents file" in w and "DHAN_NIFTY50_CSV" in w for w in data["warnings"])
     assert set(data["instruments"][0]) == {"exchange_segment", "security_id", "mode", "category", "symbol"}
     assert "NIFTY-Nov2026-26350-CE" in {i["symbol"] for i in data["instruments"]}
     assert [n for n in data["notes"] if n.startswith("BANKNIFTY: no last price")]
@@ -39,13 +41,14 @@ def test_mcx_and_the_settings_counts(tmp_path):
     done = run(tmp_path, "--json", "--mcx", "--date", "2026-11-21", DHAN_UNIVERSE_STOCKS="20")
     data = json.loads(done.stdout)
     assert data["counts"]["mcx_future"] == 5 and data["counts"]["stock_future"] == 20
-    assert data["count"] == 5 + 8 + 20 + 76 + 5
+    assert data["count"] == 5 + 8 + 20 + 76 + 50 + 5
 
 
 def test_table_output_through_the_cli(tmp_path):
     done = run(tmp_path, "--date", "2026-11-21", script=False)
     assert done.returncode == 0, done.stderr
-    assert "total" in done.stdout and "129" in done.stdout and "NIFTY-Nov2026-FUT" in done.stdout
+    assert "total" in done.stdout and "179" in done.stdout and "NIFTY-Nov2026-FUT" in done.stdout
+    assert "HDFCBANK" in done.stdout and "13.16" in done.stdout  # the constituents with their weights
 
 
 def test_bad_input_gets_clear_errors(tmp_path):

@@ -8,10 +8,11 @@ from datetime import date
 
 import pytest
 
-from dhan_trading.config import SAMPLE_INSTRUMENTS_CSV
+from dhan_trading.config import NIFTY50_CSV, SAMPLE_INSTRUMENTS_CSV
 from dhan_trading.instruments import sample
 from dhan_trading.instruments.columns import COMPACT_COLUMNS
 from dhan_trading.instruments.master import load_master, read_master
+from dhan_trading.instruments.nifty50 import read_constituents
 from dhan_trading.instruments.universe import LIQUID_STOCKS
 
 pytestmark = pytest.mark.unit
@@ -81,7 +82,9 @@ def test_universe_contents_are_realistic(bundled):
     spots = {i.trading_symbol: i.security_id for i in bundled if i.exchange_segment == "IDX_I"}
     assert spots == {"NIFTY": 13, "BANKNIFTY": 25, "FINNIFTY": 27, "MIDCPNIFTY": 442, "INDIA VIX": 21}
     equities = {i.trading_symbol for i in bundled if i.exchange_segment == "NSE_EQ"}
-    assert len(sample.NIFTY_50) == len(set(sample.NIFTY_50)) == 50 and set(sample.NIFTY_50) <= equities
+    nifty50 = read_constituents(NIFTY50_CSV).symbols  # the generator takes its NSE_EQ rows from this file
+    assert len(nifty50) == 50 and set(nifty50) <= equities
+    assert all(i.instrument == "EQUITY" for i in bundled if i.exchange_segment == "NSE_EQ")
     for name in LIQUID_STOCKS:
         assert len(expiries(bundled, name, "FUTSTK")) == 3, name
     mcx = {i.underlying for i in bundled if i.exchange_segment == "MCX_COMM"}

@@ -32,17 +32,17 @@ def strikes_of(universe, by_key, name):
                    if s.category == "index_option" and s.symbol.startswith(name + "-")})
 
 
-def test_default_universe_is_129_instruments(master):
+def test_default_universe_is_179_instruments(master):
     u = select_universe(master, today=DAY)
-    assert u.counts() == {"index": 5, "index_future": 8, "stock_future": 40, "index_option": 76}
-    assert len(u.subscriptions) == 5 + 4 * 2 + 40 + 2 * 19 * 2 == 129
-    assert len({(s.exchange_segment, s.security_id) for s in u.subscriptions}) == 129
+    assert u.counts() == {"index": 5, "index_future": 8, "stock_future": 40, "index_option": 76, "nifty50": 50}
+    assert len(u.subscriptions) == 5 + 4 * 2 + 40 + 2 * 19 * 2 + 50 == 179
+    assert len({(s.exchange_segment, s.security_id) for s in u.subscriptions}) == 179
 
 
 def test_modes_ticker_for_spots_full_for_derivatives(master):
     u = select_universe(master, today=DAY, mcx=True)
     for s in u.subscriptions:
-        assert s.mode == ("ticker" if s.category == "index" else "full"), s
+        assert s.mode == {"index": "ticker", "nifty50": "quote"}.get(s.category, "full"), s
     assert [s.security_id for s in u.subscriptions if s.category == "index"] == [13, 25, 27, 442, 21]
 
 
@@ -53,7 +53,7 @@ def test_mcx_adds_the_five_near_month_futures_and_never_the_minis(master, by_key
     assert [i.trading_symbol for i in mcx] == ["CRUDEOIL-18Dec2026-FUT", "GOLD-04Dec2026-FUT",
                                                 "SILVER-04Dec2026-FUT", "NATURALGAS-26Nov2026-FUT",
                                                 "COPPER-30Nov2026-FUT"]
-    assert len(u.subscriptions) == 134
+    assert len(u.subscriptions) == 184
     assert "mcx_future" not in select_universe(master, today=DAY).counts()
 
 
@@ -134,7 +134,7 @@ def test_a_price_at_the_edge_of_the_chain_takes_the_strikes_there_are(master, by
 
 def test_counts_are_configurable(master):
     u = select_universe(master, today=DAY, stocks=10, strikes=2)
-    assert u.counts() == {"index": 5, "index_future": 8, "stock_future": 10, "index_option": 20}
+    assert u.counts() == {"index": 5, "index_future": 8, "stock_future": 10, "index_option": 20, "nifty50": 50}
     assert select_universe(master, today=DAY, strikes=0).counts()["index_option"] == 4
     rules = UniverseRules(option_underlyings=("NIFTY",), index_futures=("NIFTY",), futures_per_index=3)
     u = select_universe(master, today=DAY, rules=rules)
@@ -173,7 +173,7 @@ def test_index_prices_from_the_latest_hash(master):
 
 def test_json_shape_is_stable(master):
     data = select_universe(master, today=DAY, index_prices={"NIFTY": 26000, "BANKNIFTY": 59000}).to_json()
-    assert list(data) == ["date", "count", "counts", "notes", "instruments"]
-    assert data["date"] == "2026-11-21" and data["count"] == len(data["instruments"]) == 129
+    assert list(data) == ["date", "count", "counts", "notes", "warnings", "instruments"]
+    assert data["date"] == "2026-11-21" and data["count"] == len(data["instruments"]) == 179
     assert data["instruments"][0] == {"exchange_segment": "IDX_I", "security_id": 13, "mode": "ticker",
                                       "category": "index", "symbol": "NIFTY"}
