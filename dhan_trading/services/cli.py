@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import datetime
@@ -37,14 +38,13 @@ def health_client(settings: Settings):
 
 
 def _health_text(st: ServiceStatus) -> str:
-    if st.state != RUNNING:
-        return ""
+    """The heartbeat verdict (bus.assess_health, via the supervisor) and the state word."""
+    word = (st.health or {}).get("state") or ""
     if st.healthy is None:
-        return "unknown (no Redis)" if st.health is None else f"unknown ({st.health.get('error')})"
+        return f"[yellow]?[/yellow] {st.problem}" if st.problem and st.state == RUNNING else ""
     if not st.healthy:
-        return "[red]no heartbeat[/red]"
-    extra = st.health.get("status", "") if st.health else ""
-    return f"[green]ok[/green] {extra}".strip()
+        return f"[red]UNHEALTHY[/red] {word}: {st.problem}".replace(" :", ":")
+    return f"[green]ok[/green] {word}".strip()
 
 
 def _status_table(statuses: list[ServiceStatus], services: dict[str, Service]) -> Table:
@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="every service of the registry")
     status = sub.add_parser("status", help="state and health of every (or one) service")
     status.add_argument("name", nargs="?")
+    status.add_argument("--json", action="store_true",
+                        help="a JSON list, one object per service (id, title, state, pid, restarts, healthy, "
+                             "problem, uptime_s, exit_code, available, depends_on, health_age_s, ...)")
     for name in ("start", "stop", "restart"):
         sub.add_parser(name, help=f"{name} one service (with its dependencies/dependents)").add_argument("name")
     sub.add_parser("start-all", help="start the available autostart services, dependencies first")
@@ -123,7 +126,11 @@ def main(argv: list[str] | None = None, *, services: list[Service] | None = None
                          if args.action == "status" else None)
         if args.action == "status":
             statuses = [sup.status(args.name)] if args.name else sup.statuses()
-            console.print(_status_table(statuses, sup.services))
+            if args.json:
+                now = time.time()
+                sys.stdout.write(json.dumps([st.to_json(now) for st in statuses], indent=1) + "\n")
+            else:
+                console.print(_status_table(statuses, sup.services))
             return 0
         if args.action == "logs":
             path = sup.log_path(args.name)
@@ -140,7 +147,8 @@ def main(argv: list[str] | None = None, *, services: list[Service] | None = None
             return 0
         if args.action in ("start", "restart"):
             st = sup.start(args.name) if args.action == "start" else sup.restart(args.name)
-            console.print(_status_table([st], sup.services))
+            again = [sup.status(d) for d in sup.dependents(args.name)] if args.action == "restart" else []
+            console.print(_status_table([st] + [d for d in again if d.active], sup.services))
             return 0 if st.state == RUNNING or (st.state == "EXITED" and st.exit_code == 0) else 1
         if args.action == "stop":
             st = sup.stop(args.name)

@@ -7,6 +7,8 @@ started it, owns its service's state file and log, and is the only writer of bot
 
 * the service runs as the leader of its own process group (so stop reaches its children too)
   and gets SIGTERM from the kernel if the runner dies (no orphans);
+* it inherits the runner's environment, which the runner inherited from the supervisor: the
+  secrets in it (token, passwords in REDIS_URL) pass from process to process, never via a file;
 * its stdout and stderr go through a pipe that a thread copies line by line into a
   RotatingFileHandler: one writer per file, so rotation is never raced;
 * STOPPED -> STARTING -> RUNNING once up `startsecs`; an early exit -> BACKOFF (capped
@@ -33,10 +35,16 @@ _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before any fork: the child only calls it
 
 
-def _child_setup() -> None:
-    """In the child before exec: own process group, and die with the runner."""
-    os.setpgrp()
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with_runner(runner_pid: int):
+    """The one thing that must run in the child between fork and exec (this runner has a log
+    thread, so the less Python there the better): the parent-death signal is an attribute the
+    process sets on itself, no Popen argument can. The process group is Popen's
+    `process_group=0`, done in C. If the runner died before prctl took effect, exit now."""
+    def setup() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != runner_pid:
+            os._exit(1)
+    return setup
 
 
 class Runner:
@@ -72,9 +80,9 @@ class Runner:
 
     # ---- one run of the program --------------------------------------------------------------
     def spawn(self) -> subprocess.Popen:
-        proc = subprocess.Popen(self.spec.command, cwd=self.spec.cwd, env=self.spec.env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+        proc = subprocess.Popen(self.spec.command, cwd=self.spec.cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0,
+                                preexec_fn=_die_with_runner(os.getpid()))
         threading.Thread(target=self._pump, args=(proc,), name="log-pump", daemon=True).start()
         return proc
 
@@ -116,6 +124,7 @@ class Runner:
     # ---- the loop --------------------------------------------------------------------------------
     def run(self) -> int:
         attempt = 0
+        runs = 0
         while not self.stop_requested.is_set():
             try:
                 proc = self.proc = self.spawn()
@@ -123,7 +132,9 @@ class Runner:
                 self.set_state(FATAL, f"cannot start {self.spec.command[0]}: {exc}", pid=None)
                 return 1
             self.set_state(STARTING, f"pid {proc.pid}: {' '.join(self.spec.command)}",
-                           pid=proc.pid, pid_create_time=create_time(proc.pid), attempt=attempt)
+                           pid=proc.pid, pid_create_time=create_time(proc.pid), attempt=attempt,
+                           restarts=runs)
+            runs += 1
             code, was_running = self.wait_run(proc)
             if code is None:
                 self.set_state(STOPPING, f"stopping pid {proc.pid}")

@@ -1,19 +1,26 @@
 """What the supervisor and a service's runner share on disk: the run spec, state and pid files.
 
-Files, under DATA_DIR/run:
-  <id>.spec.json   what to run and how (written by the supervisor, read by the runner)
+Files, under DATA_DIR/run (a 0700 folder; every file 0600):
+  <id>.spec.json   what to run and how (written by the supervisor, read by the runner). No
+                   environment: the runner inherits it as a process, so no token or password
+                   is ever written to disk here
   <id>.state.json  the runner's latest state (written atomically by the runner only)
   <id>.pid         the runner's pid and start time; gone once the runner has exited
+  <id>.lock        flock'ed by whoever starts or stops the service, so two callers in two
+                   processes (CLI and scheduler) never spawn two runners
 
 Keeping the truth in files, written by the one process that owns each service, is what lets a
 new supervisor (CLI call, control center) re-attach to services that are already running.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -23,6 +30,25 @@ from .registry import RestartPolicy
 def pid_path(data_dir: Path, service_id: str) -> Path:
     """Where the runner of `service_id` keeps its pid file (the supervisor and checkers read it)."""
     return Path(data_dir) / "run" / f"{service_id}.pid"
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) readable by its owner only: run files name pids, commands
+    and exit reasons nobody else needs."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+@contextlib.contextmanager
+def service_lock(run_dir: Path, service_id: str) -> Iterator[None]:
+    """Hold the service's start/stop lock (flock: released by the kernel if the holder dies)."""
+    fd = os.open(private_dir(run_dir) / f"{service_id}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 STOPPED = "STOPPED"
 STARTING = "STARTING"
@@ -40,7 +66,6 @@ class RunSpec:
 
     id: str
     command: list[str]
-    env: dict[str, str]
     cwd: str | None
     policy: dict
     log_path: str
@@ -72,6 +97,7 @@ class RunState:
     runner_pid: int | None = None
     since: float = 0.0                # wall-clock time of the last state change
     attempt: int = 0                  # failed starts in a row
+    restarts: int = 0                 # times the runner started the program again
     exit_code: int | None = None
     message: str = ""
     extra: dict = field(default_factory=dict)
@@ -88,9 +114,11 @@ class RunState:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write-then-rename, so a reader never sees half a file."""
+    """Write-then-rename, so a reader never sees half a file; readable by its owner only."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data, indent=1))
     os.replace(tmp, path)
 
 

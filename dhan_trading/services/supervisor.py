@@ -20,8 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 from .. import bus
 from ..config import SERVICE_ID_ENV, SUPERVISED_ENV, Settings, get_settings
 from .registry import REPO_ROOT, SERVICES, Service, check_registry
-from .state import (ACTIVE_STATES, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState, kill_group,
-                    pid_path, process_alive, read_pid_file)
+from .state import (ACTIVE_STATES, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState,
+                    kill_group, pid_path, private_dir, process_alive, read_pid_file, service_lock)
+
+# A RUNNING heartbeat service gets this long after its process started to publish a first
+# heartbeat (the feed loads the scrip master first) before its silence counts as unhealthy.
+HEARTBEAT_GRACE_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +42,42 @@ class ServiceStatus:
     title: str
     state: str
     available: bool
-    pid: int | None = None
+    pid: int | None = None            # the service's own process (never the runner's)
     runner_pid: int | None = None
-    since: float = 0.0
-    exit_code: int | None = None
+    since: float = 0.0                # wall-clock time of the last state change
+    exit_code: int | None = None      # of the last run that ended
     attempt: int = 0
     message: str = ""
-    health: dict[str, Any] | None = None
-    healthy: bool | None = None   # None: not known (no heartbeat check possible)
+    health: dict[str, Any] | None = None   # the heartbeat record as published (bus.heartbeat)
+    healthy: bool | None = None   # None: not known or not applicable (stopped, no Redis)
+    problem: str | None = None    # why not healthy, in a sentence
+    restarts: int = 0
+    started_at: float | None = None   # when the running process started (epoch seconds)
+    depends_on: tuple[str, ...] = ()
+    unavailable_reason: str | None = None
 
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    def to_json(self, now: float | None = None) -> dict[str, Any]:
+        """The object `services status --json` prints (DESIGN §3.1) for the control center."""
+        now = time.time() if now is None else now
+        record = self.health or {}
+        ts = record.get("ts") if isinstance(record.get("ts"), (int, float)) else None
+        return {
+            "id": self.id, "title": self.title, "state": self.state, "pid": self.pid,
+            "restarts": self.restarts, "healthy": self.healthy, "problem": self.problem,
+            "message": self.message, "since": self.since or None,
+            "started_at": self.started_at,
+            "uptime_s": round(now - self.started_at, 1) if self.started_at else None,
+            "exit_code": self.exit_code, "failed_starts": self.attempt,
+            "available": self.available, "unavailable_reason": self.unavailable_reason,
+            "depends_on": list(self.depends_on), "runner_pid": self.runner_pid,
+            "health_state": record.get("state"),
+            "health_age_s": round(now - ts, 1) if ts is not None else None,
+            "health": self.health,
+        }
 
 
 class Supervisor:
@@ -59,7 +87,7 @@ class Supervisor:
                  health_client: Any = None, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep, poll: float = 0.05,
                  log_max_bytes: int = 10_000_000, log_backups: int = 5,
-                 extra_env: dict[str, str] | None = None):
+                 extra_env: dict[str, str] | None = None, heartbeat_grace: float = HEARTBEAT_GRACE_S):
         services = tuple(SERVICES if services is None else services)
         check_registry(services)
         self.services = {s.id: s for s in services}
@@ -72,6 +100,7 @@ class Supervisor:
         self.clock, self.sleep, self.poll = clock, sleep, poll
         self.log_max_bytes, self.log_backups = log_max_bytes, log_backups
         self.extra_env = dict(extra_env or {})
+        self.heartbeat_grace = heartbeat_grace
         self._runners: dict[str, subprocess.Popen] = {}
 
     # ---- paths -------------------------------------------------------------------------------
@@ -107,26 +136,38 @@ class Supervisor:
         state, message = st.state, st.message
         if not alive and state in ACTIVE_STATES:
             state, message = STOPPED, f"its runner is gone (was {st.state}); start it again"
-        health, healthy = None, None
+        running = alive and process_alive(st.pid, st.pid_create_time)
+        started_at = st.pid_create_time if running else None
+        health, healthy, problem = None, None, None
         if state == RUNNING:
-            health, healthy = self._health(svc)
-        return ServiceStatus(svc.id, svc.title, state, svc.available, st.pid if alive else None,
+            health, healthy, problem = self._health(svc, started_at)
+        elif state in (FATAL, BACKOFF):
+            healthy, problem = False, message  # it cannot do its job, and the runner says why
+        return ServiceStatus(svc.id, svc.title, state, svc.available, st.pid if running else None,
                              runner_pid if alive else None, st.since, st.exit_code, st.attempt,
-                             message, health, healthy)
+                             message, health, healthy, problem, st.restarts, started_at, svc.depends_on,
+                             None if svc.available else f"its program {svc.program} is not in this checkout")
 
     def statuses(self) -> list[ServiceStatus]:
         return [self.status(i) for i in self.order]
 
-    def _health(self, svc: Service) -> tuple[dict | None, bool | None]:
+    def _health(self, svc: Service, started_at: float | None) -> tuple[dict | None, bool | None, str | None]:
+        """(record, healthy, problem) of a RUNNING service, judged by bus.assess_health."""
         if svc.health == "process":
-            return None, True
+            return None, True, None
         if self.health_client is None:
-            return None, None
+            return None, None, "health unknown: Redis is not reachable from here"
         try:
             record = bus.read_health(self.health_client, svc.id)
         except Exception as exc:  # noqa: BLE001 - any Redis failure just means "health unknown"
-            return {"error": f"{type(exc).__name__}: {exc}"}, None
-        return record, record is not None and record.get("ok", True) is not False
+            return None, None, f"health unknown: {type(exc).__name__}: {exc}"
+        healthy, problem = bus.assess_health(record)
+        if record is None:
+            up = time.time() - started_at if started_at else 0.0
+            if up < self.heartbeat_grace:
+                return None, None, f"no heartbeat yet (started {up:.0f} s ago)"
+            return None, False, f"no heartbeat for {up:.0f} s since it started"
+        return record, healthy, problem
 
     # ---- ordering ------------------------------------------------------------------------------
     def dependency_order(self, ids: Iterable[str]) -> list[str]:
@@ -174,19 +215,21 @@ class Supervisor:
         if not svc.available:
             raise ServiceError(f"{svc.id} ({svc.title}) is not available: its program {svc.program} "
                                "does not exist in this checkout yet")
-        st = self.status(service_id)
-        if not st.active:
-            self._clear_leftovers(service_id)
-            runner_pid = self._spawn_runner(svc)
-            self._wait(lambda: RunState.load(self._state_path(svc.id), svc.id).runner_pid == runner_pid
-                       or self._runners[svc.id].poll() is not None, 10.0)
-            log.info("started %s (runner pid %d)", svc.id, runner_pid)
+        with service_lock(self.run_dir, service_id):  # a second caller waits, then sees this runner
+            if not self.status(service_id).active:
+                self._clear_leftovers(service_id)
+                runner_pid = self._spawn_runner(svc)
+                self._wait(lambda: RunState.load(self._state_path(svc.id), svc.id).runner_pid == runner_pid
+                           or self._runners[svc.id].poll() is not None, 10.0)
+                log.info("started %s (runner pid %d)", svc.id, runner_pid)
         if wait:
             limit = svc.restart.startsecs + 5 if timeout is None else timeout
             self._wait(lambda: self.status(service_id).state in (RUNNING, FATAL, EXITED, STOPPED), limit)
         return self.status(service_id)
 
     def _child_env(self, svc: Service) -> dict[str, str]:
+        """The runner's (and so the service's) environment: passed to the process, never
+        written to a file, because it holds the token and any password in REDIS_URL."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.update(PYTHONUNBUFFERED="1", DHAN_DATA_DIR=str(Path(self.settings.data_dir).resolve()))
@@ -198,17 +241,17 @@ class Supervisor:
         return env
 
     def _spawn_runner(self, svc: Service) -> int:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = self._child_env(svc)
-        spec = RunSpec(svc.id, list(svc.command), env, os.getcwd(), svc.restart.to_json(),
+        private_dir(self.run_dir)
+        private_dir(self.log_dir)
+        spec = RunSpec(svc.id, list(svc.command), os.getcwd(), svc.restart.to_json(),
                        str(self.log_path(svc.id)), self.log_max_bytes, self.log_backups,
                        str(self._state_path(svc.id)), str(self._pid_path(svc.id)))
         spec_path = self.run_dir / f"{svc.id}.spec.json"
         spec.save(spec_path)
-        with open(self.run_dir / f"{svc.id}.runner.err", "ab") as err:
+        err_fd = os.open(self.run_dir / f"{svc.id}.runner.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with open(err_fd, "ab") as err:
             proc = subprocess.Popen([sys.executable, "-m", "dhan_trading.services.runner", str(spec_path)],
-                                    env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    env=self._child_env(svc), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                     start_new_session=True)  # outlives us; the terminal's Ctrl-C misses it
         self._runners[svc.id] = proc
         return proc.pid
@@ -230,20 +273,30 @@ class Supervisor:
 
     def _stop_one(self, service_id: str) -> ServiceStatus:
         svc = self.service(service_id)
-        alive, runner_pid = self._runner_alive(service_id)
-        if alive and runner_pid:
-            os.kill(runner_pid, signal.SIGTERM)
-            gone = self._wait(lambda: not self._runner_alive(service_id)[0], svc.restart.stop_timeout + 5)
-            if not gone:
-                log.warning("%s: runner %d did not stop; killing it and its service", service_id, runner_pid)
-                os.kill(runner_pid, signal.SIGKILL)
-                self._wait(lambda: not self._runner_alive(service_id)[0], 5)
-        self._clear_leftovers(service_id)
+        with service_lock(self.run_dir, service_id):
+            alive, runner_pid = self._runner_alive(service_id)
+            if alive and runner_pid and _signal(runner_pid, signal.SIGTERM):
+                gone = self._wait(lambda: not self._runner_alive(service_id)[0], svc.restart.stop_timeout + 5)
+                if not gone:
+                    log.warning("%s: runner %d did not stop; killing it and its service", service_id, runner_pid)
+                    _signal(runner_pid, signal.SIGKILL)
+                    self._wait(lambda: not self._runner_alive(service_id)[0], 5)
+            self._clear_leftovers(service_id)
         return self.status(service_id)
 
     def restart(self, service_id: str) -> ServiceStatus:
+        """Stop the service (its dependents first), start it, then start again the dependents
+        that were running: restarting the feed's Redis must not leave the feed stopped."""
+        running = [i for i in self.dependents(service_id) if self.status(i).active]
         self.stop(service_id)
-        return self.start(service_id)
+        st = self.start(service_id)
+        for dep in self.dependency_order(running):
+            if dep in running:
+                again = self.start(dep)
+                if again.state != RUNNING:
+                    log.error("restart %s: its dependent %s came back %s (%s)", service_id, dep,
+                              again.state, again.message)
+        return st
 
     def start_all(self, ids: Iterable[str] | None = None) -> list[ServiceStatus]:
         """Start `ids` (default: every available autostart service), dependencies first."""
@@ -286,3 +339,12 @@ class Supervisor:
         wanted = set(states)
         self._wait(lambda: self.status(service_id).state in wanted, timeout)
         return self.status(service_id)
+
+
+def _signal(pid: int, sig: int) -> bool:
+    """Send `sig` to a runner; False if it exited since we looked (nothing left to stop)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True

@@ -33,6 +33,16 @@ CHILD = textwrap.dedent("""
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     else:
         signal.signal(signal.SIGTERM, lambda *a: (note("stop"), sys.exit(0)))
+    if mode.startswith("beat:"):  # publish real heartbeats (bus.heartbeat) as a service does
+        import redis
+        from dhan_trading import bus
+        _, state, healthy = mode.split(":")
+        client = redis.Redis.from_url(os.environ["REDIS_URL"])
+        while True:
+            ok = healthy == "yes"
+            bus.publish_health(client, bus.heartbeat(name, state, ok, None if ok else f"{name} is {state}",
+                                                     rows=7))
+            time.sleep(0.3)
     if mode == "chatty":
         for i in range(2000):
             print(f"line {i:05d} " + "x" * 60, flush=True)
