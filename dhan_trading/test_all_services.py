@@ -26,8 +26,6 @@ from .schema import metadata
 from .services.registry import SERVICES, Service
 from .services.state import pid_path, process_alive, read_pid_file
 
-STALE_AFTER_S = bus.HEALTH_TTL_S
-
 
 @dataclass
 class Check:
@@ -80,17 +78,15 @@ def _supervised_running(settings: Settings) -> set[str]:
 
 
 def check_service(service: Service, record: dict | None, expected: bool, now: float) -> Check:
-    if record is None:
+    """One service's verdict: its heartbeat judged by bus.assess_health, as every reader does."""
+    healthy, problem = bus.assess_health(record, now)
+    if healthy is None:
         return Check(service.title, not expected, "no heartbeat" + (" (expected to run)" if expected else ""), expected)
-    age = now - float(record.get("ts", 0))
-    problems = []
-    if age > STALE_AFTER_S:
-        problems.append(f"heartbeat {age:.0f} s old")
-    if record.get("healthy") is False:
-        problems.append(record.get("problem") or "reports unhealthy")
+    if not healthy:
+        return Check(service.title, False, f"{record.get('state', '?')}: {problem}", True)
     detail = " · ".join(f"{k}={v}" for k, v in record.items()
                         if k not in ("service", "ts", "healthy", "problem") and not isinstance(v, (dict, list)))
-    return Check(service.title, not problems, "; ".join(problems) or detail, True)
+    return Check(service.title, True, detail, True)
 
 
 def run_checks(settings: Settings, expect: set[str]) -> list[Check]:

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,11 +31,11 @@ def system(tmp_path, redis_url):
 
 
 def test_healthy_when_expected_services_beat(system, redis_client):
-    bus.publish_health(redis_client, "db_writer", {"rows_per_s": 10})
+    bus.publish_health(redis_client, bus.heartbeat("db_writer", "writing", True, rows_per_s=10))
     code, report = _check(system, "--expect", "db_writer")
     assert code == 0 and report["healthy"]
     writer = next(c for c in report["checks"] if c["name"] == "FNO Database Writer")
-    assert writer["ok"] and "rows_per_s=10" in writer["detail"]
+    assert writer["ok"] and "rows_per_s=10" in writer["detail"] and "state=writing" in writer["detail"]
 
 
 def test_expected_service_without_heartbeat_fails(system):
@@ -46,12 +45,24 @@ def test_expected_service_without_heartbeat_fails(system):
     assert not feed["ok"] and "no heartbeat" in feed["detail"]
 
 
-def test_stale_or_unhealthy_heartbeat_fails(system, redis_client):
-    redis_client.set(bus.health_key("db_writer"), json.dumps({"ts": time.time() - 60}))
-    assert _check(system)[0] == 1
-    bus.publish_health(redis_client, "db_writer", {"healthy": False, "problem": "database unreachable"})
+@pytest.mark.parametrize("service, state, problem", [
+    ("fno_feed", "reconnecting", "0 of 3 sockets connected for 75 s"),
+    ("db_writer", "db_down", "database unreachable: Connection refused"),
+])
+def test_a_service_reporting_unhealthy_fails(system, redis_client, service, state, problem):
+    bus.publish_health(redis_client, bus.heartbeat(service, state, False, problem, sockets=0))
     code, report = _check(system)
-    assert code == 1 and any("database unreachable" in c["detail"] for c in report["checks"])
+    assert code == 1 and not report["healthy"]
+    assert any(not c["ok"] and c["detail"] == f"{state}: {problem}" for c in report["checks"]), report
+
+
+def test_a_stale_heartbeat_fails(system, redis_client):
+    record = bus.heartbeat("db_writer", "writing", True)
+    record["ts"] -= 60  # its loop hung: the key is there, its time stands still
+    bus.publish_health(redis_client, record)
+    code, report = _check(system)
+    assert code == 1
+    assert any(not c["ok"] and "60 s old" in c["detail"] for c in report["checks"]), report
 
 
 def test_redis_down_fails_and_looking_starts_nothing(tmp_path):
@@ -63,3 +74,11 @@ def test_redis_down_fails_and_looking_starts_nothing(tmp_path):
     assert not (data_dir / "dhan_trading.sqlite3").exists()
     code, _ = _check({"DHAN_DATA_DIR": str(data_dir), "REDIS_URL": "redis://127.0.0.1:1/0"})
     assert code == 1
+
+
+def test_a_record_not_built_by_bus_heartbeat_fails(system, redis_client):
+    import time
+    redis_client.set(bus.health_key("market_scheduler"), json.dumps({"ok": True, "ts": time.time()}))
+    code, report = _check(system)
+    assert code == 1
+    assert any(not c["ok"] and "malformed" in c["detail"] for c in report["checks"]), report
