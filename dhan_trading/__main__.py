@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         epilog="commands:\n" + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()))
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER)
-    ns = parser.parse_args(argv[:1] if argv else argv)
+    if not argv:  # no command: show what there is (exit 2, a usage error, for scripts)
+        parser.print_help()
+        return 2
+    ns = parser.parse_args(argv[:1])
     module = importlib.import_module(COMMANDS[ns.command][0])
     return int(module.main(argv[1:]) or 0)
 

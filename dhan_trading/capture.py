@@ -2,7 +2,8 @@
 
 File format (little-endian): the 8-byte magic `DHANCAP1`, then one record per frame:
 `<q recv_ts_ns><I length><B kind>` followed by `length` bytes, where kind 0 = main feed,
-1 = 20-level depth feed. Files rotate daily: DATA_DIR/captures/YYYY-MM-DD.dcap (local date).
+1 = 20-level depth feed. Files rotate daily: DATA_DIR/captures/YYYY-MM-DD.dcap, named by the IST
+date whatever the machine's time zone.
 A file cut short by a crash is still readable up to its last whole record.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import datetime as dt
 import struct
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from .scheduler.calendar import ist_today
 
 MAGIC = b"DHANCAP1"
 RECORD = struct.Struct("<qIB")
@@ -34,7 +37,7 @@ class CaptureWriter:
         """Append `(recv_ts_ns, frame)` pairs (a batch: one syscall, not one per frame)."""
         if not frames:
             return
-        day = dt.date.today()
+        day = ist_today()
         if day != self._day:
             self.close()
             path = self.path_for(day)

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from ..config import SAMPLE_INSTRUMENTS_CSV, Settings, mask_url
+from ..config import DEFAULT_DATA_DIR, SAMPLE_INSTRUMENTS_CSV, Settings, mask_url
 from ..schema import instruments as instruments_table
 from . import sample
 from .columns import COMPACT_COLUMNS, CSV_SEGMENTS, OPTION_TYPES, REQUIRED_COLUMNS
-from ..scheduler.calendar import IST
+from ..scheduler.calendar import IST, ist_today
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,6 @@ class MasterParse:
     @property
     def bad_count(self) -> int:
         return sum(self.bad_rows.values())
-
-
-def ist_today() -> date:
-    return datetime.now(IST).date()
 
 
 def tick_to_rupees(raw: str, is_index: bool) -> float:
@@ -221,12 +217,12 @@ def read_master(source: str, *, progress: bool = False, cache_dir: str | Path | 
                 today: date | None = None) -> list[Instrument]:
     """Instruments from a path or an http(s) URL.
 
-    A URL is downloaded once a day to `cache_dir/scrip-master-YYYY-MM-DD.csv` (default
-    `./var`) and that file is reused for the rest of the day; if the download fails, the newest
-    earlier download is used (with a warning) rather than running with no instruments.
+    A URL is downloaded once a day to `cache_dir/scrip-master-YYYY-MM-DD.csv` (default the
+    project's `var/`, config.DEFAULT_DATA_DIR) and that file is reused for the rest of the day;
+    if the download fails, the newest earlier download is used (with a warning) rather than running with no instruments.
     """
     if _is_url(source):
-        path = fetch_master(source, Path(cache_dir or "var"), today or ist_today(), progress=progress)
+        path = fetch_master(source, Path(cache_dir or DEFAULT_DATA_DIR), today or ist_today(), progress=progress)
     else:
         path = Path(source)
         if not path.is_file():

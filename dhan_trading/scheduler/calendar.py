@@ -1,10 +1,15 @@
 """NSE and MCX trading sessions by date, with holidays, special sessions and the MCX DST close.
 
 Sources, in order of precedence for one (date, exchange):
-1. the user's override file (`DHAN_HOLIDAYS_FILE`),
-2. the bundled table `dhan_trading/data/holidays.csv`,
-3. the base rules: NSE from exchange_calendars' XBOM (BSE, same trading holidays) for the
-   years it covers; MCX from the NSE holidays (see `_mcx_base`).
+1. the user's override file (`DHAN_HOLIDAYS_FILE`): its rows add or override single dates,
+2. the bundled table `dhan_trading/data/holidays.csv` (checked against the exchanges' circulars),
+3. the base rules: NSE's year list from the first of the bundled table, exchange_calendars'
+   XBOM (BSE, same trading holidays) or the user file that lists the year's NSE holidays;
+   MCX from the NSE holidays (see `_mcx_base`).
+
+A user file never replaces a year another source covers: one added `NSE,closed` row in 2026 closes
+that day and leaves every other 2026 holiday closed. Only for a year nothing else covers does the
+user file's list become the year's list.
 
 A year that none of them covers is *not* silently treated as open: every lookup in it raises a
 `CalendarGapWarning` and logs how to add the holidays, and `covers()` says False. The sessions
@@ -20,6 +25,7 @@ import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from ..config import ConfigError, Settings, get_settings
@@ -48,6 +54,11 @@ HOW_TO_ADD = ("add that year's trading holidays to a CSV file (date,exchange,kin
 
 class CalendarGapWarning(UserWarning):
     """No holiday table covers the date: the sessions given for it are an assumption."""
+
+
+def ist_today() -> date:
+    """Today's date in India: the trading day, whatever the machine's time zone."""
+    return datetime.now(IST).date()
 
 
 def gap_message(year: int) -> str:
@@ -196,14 +207,19 @@ def _at(day: date, t: time) -> datetime:
 class MarketCalendar:
     """Sessions of NSE (F&O and equity share hours) and MCX for any date, holidays applied."""
 
-    def __init__(self, settings: Settings | None = None, *, bundled_file: Path | None = BUNDLED_HOLIDAYS):
+    def __init__(self, settings: Settings | None = None, *, bundled_file: Path | None = BUNDLED_HOLIDAYS,
+                 nse_base: Callable[[int], frozenset[date] | None] | None = None):
+        """`nse_base(year)` gives NSE's trading days of a year or None (default: XBOM's)."""
         settings = settings or get_settings()
         self.user_file = settings.holidays_file
+        self._nse_base = nse_base or _xbom_sessions
         self._rows: dict[tuple[date, str], list[HolidayRow]] = {}
-        self._file_years: set[int] = set()
+        # years whose NSE holiday list a file gives (it lists at least one NSE 'closed' day)
+        self._bundled_years: set[int] = set()
+        self._user_years: set[int] = set()
         # bundled first, then the user's: a user row for a (date, exchange) replaces the bundled ones
-        for path, is_user in ((bundled_file, False), (self.user_file, True)):
-            if path is None or (not is_user and not path.is_file()):
+        for path, years in ((bundled_file, self._bundled_years), (self.user_file, self._user_years)):
+            if path is None or (years is self._bundled_years and not path.is_file()):
                 continue
             seen: set[tuple[date, str]] = set()
             for row in load_holiday_file(path):
@@ -213,17 +229,32 @@ class MarketCalendar:
                     self._rows[key] = []
                 self._rows[key].append(row)
                 if row.exchange == "NSE" and row.kind == "closed":
-                    self._file_years.add(row.day.year)
+                    years.add(row.day.year)
         self._warned: set[int] = set()
 
     # ---- coverage --------------------------------------------------------------------------
     def covers(self, day: date) -> bool:
-        """True when a holiday table (XBOM, bundled or user file) covers the date's year.
+        """True when a holiday table (bundled, XBOM or user file) covers the date's year.
 
         A file covers a year once it lists at least one NSE 'closed' day in it: every real
         holiday list has one, and a lone muhurat row must not pass for a whole year's list.
         """
-        return day.year in self._file_years or _xbom_sessions(day.year) is not None
+        return self._year_source(day.year) is not None
+
+    def _year_source(self, year: int) -> str | frozenset[date] | None:
+        """Where NSE's holiday list for `year` comes from: 'file' (the listed rows are the
+        holidays), XBOM's trading days, or None (nothing covers the year).
+
+        The bundled table wins over XBOM (it is checked against NSE's circulars); a user file
+        gives a year's list only when neither covers the year, so its rows elsewhere are
+        single-date additions and overrides, never a replacement of a year.
+        """
+        if year in self._bundled_years:
+            return "file"
+        base = self._nse_base(year)
+        if base is not None:
+            return base
+        return "file" if year in self._user_years else None
 
     def _warn_gap(self, day: date) -> None:
         if day.year in self._warned:
@@ -253,13 +284,11 @@ class MarketCalendar:
         """Whether NSE has its regular session on `day` by the base rules (no file rows)."""
         if day.weekday() >= 5:
             return False
-        if day.year in self._file_years:
-            return True
-        xbom = _xbom_sessions(day.year)
-        if xbom is None:
+        source = self._year_source(day.year)
+        if source is None:
             self._warn_gap(day)
             return True
-        return day in xbom
+        return source == "file" or day in source
 
     def _nse_holiday(self, day: date) -> bool:
         """A weekday on which NSE has no regular or special session (muhurat does not count)."""

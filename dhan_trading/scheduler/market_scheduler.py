@@ -27,7 +27,7 @@ from ..config import ConfigError, Settings, get_settings
 from ..exitcodes import FATAL
 from ..services.registry import SERVICES, Service
 from ..services.supervisor import ServiceError, Supervisor
-from .calendar import IST, MarketCalendar
+from .calendar import IST, MarketCalendar, ist_today
 from .plan import DEFAULT_LAG, DEFAULT_LEAD, day_plan, next_change, should_run
 
 log = logging.getLogger(__name__)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan:
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
             try:
-                day = date.today() if args.plan == "today" else date.fromisoformat(args.plan)
+                day = ist_today() if args.plan == "today" else date.fromisoformat(args.plan)
             except ValueError:
                 p.error(f"--plan {args.plan!r}: use YYYY-MM-DD")
             plan = day_plan(MarketCalendar(settings), day, services, lead, lag)

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 
 from ..protocol.packets import (DEPTH_ASK, DEPTH_BID, encode_depth_side, encode_full, encode_oi,
                                 encode_prev_close, encode_quote, encode_ticker)
+from ..scheduler.calendar import ist_today
 
 IST_OFFSET_S = 19_800  # Dhan's LTT is IST wall-clock encoded as if it were UTC (dhan-protocol.md §2.9)
 INDEX, EQUITY, FUTURE, OPTION = "index", "equity", "future", "option"
@@ -93,7 +94,7 @@ class Catalogue:
 
     def __init__(self, instruments: Iterable[Any] = (), seed: int = 0, today: date | None = None):
         self.seed = seed
-        self.today = today or date.today()
+        self.today = today or ist_today()
         self._master = {(i.exchange_segment, int(i.security_id)): i for i in instruments}
         self._specs: dict[tuple[str, int], InstrumentSpec] = {}
 

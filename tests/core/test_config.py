@@ -1,10 +1,16 @@
 """Configuration: defaults, validation errors that name the variable and the fix, secret masking."""
+import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from dhan_trading.config import (DHAN_SCRIP_MASTER_URL, SAMPLE_INSTRUMENTS_CSV, ConfigError, Secret,
-                                 load_settings, mask_url)
+from dhan_trading.config import (DHAN_SCRIP_MASTER_URL, PROJECT_ROOT, SAMPLE_INSTRUMENTS_CSV, ConfigError,
+                                 Secret, load_settings, mask_url)
 from dhan_trading.logs import MaskSecrets, setup_logging
 
 pytestmark = pytest.mark.unit
@@ -37,6 +43,19 @@ def test_live_feed_without_credentials_says_how_to_fix(settings_env):
     ("DHAN_DB_PORT", "70000", "DHAN_DB_PORT=70000 is out of range"),
     ("DHAN_FEED_STALL_TIMEOUT", "soon", "DHAN_FEED_STALL_TIMEOUT"),
     ("DHAN_FEED_STALL_TIMEOUT", "0", "at least 1"),
+    # nan and inf parse as floats and would switch the stall watchdog off
+    ("DHAN_FEED_STALL_TIMEOUT", "nan", "DHAN_FEED_STALL_TIMEOUT='nan' is not a finite number.*at least 1"),
+    ("DHAN_FEED_STALL_TIMEOUT", "inf", "DHAN_FEED_STALL_TIMEOUT='inf' is not a finite number"),
+    ("DHAN_FEED_STALL_TIMEOUT", "-Infinity", "not a finite number"),
+    ("DHAN_FEED_STALL_TIMEOUT", "1e400", "not a finite number"),
+    # a URL with the right scheme but no host
+    ("DHAN_FEED_URL", "ws://", "DHAN_FEED_URL='ws://' has no host: write ws://HOST"),
+    ("DHAN_FEED_URL", "ws:///x", "DHAN_FEED_URL='ws:///x' has no host"),
+    ("DHAN_DEPTH_FEED_URL", "wss://:443", "DHAN_DEPTH_FEED_URL.*has no host"),
+    ("REDIS_URL", "redis://", "REDIS_URL='redis://' has no host"),
+    ("REDIS_URL", "unix://", "REDIS_URL.*names no file: write unix:///PATH"),
+    ("DHAN_DB_URL", "mysql+pymysql://", "DHAN_DB_URL.*has no host"),
+    ("DHAN_DB_URL", "sqlite://", "DHAN_DB_URL.*names no file"),
     ("DHAN_FEED_URL", "http://api-feed.dhan.co", "DHAN_FEED_URL.*ws://"),
     ("DHAN_DB_URL", "postgres://x/y", "DHAN_DB_URL"),
     ("DHAN_LOG_LEVEL", "LOUD", "DHAN_LOG_LEVEL"),
@@ -44,8 +63,51 @@ def test_live_feed_without_credentials_says_how_to_fix(settings_env):
     ("DHAN_DEPTH_INSTRUMENTS", ",".join(f"NSE_FNO:{i}" for i in range(51)), "at most 50"),
 ])
 def test_bad_values_name_the_variable(settings_env, name, value, expected):
-    with pytest.raises(ConfigError, match=expected):
+    with pytest.raises(ConfigError, match=expected) as error:
         settings_env(**{name: value})
+    scheme = value.partition("://")[0]
+    if "://" in value and scheme in ("ws", "wss", "redis", "unix", "sqlite", "mysql+pymysql"):
+        assert "must start with" not in str(error.value)  # it does start with it: say what is wrong
+
+
+def test_urls_and_paths_that_are_fine(settings_env):
+    s = settings_env(DHAN_FEED_URL="ws://127.0.0.1:8765", REDIS_URL="unix:///tmp/redis.sock",
+                     DHAN_DB_URL="sqlite:////tmp/x.sqlite3", DHAN_FEED_STALL_TIMEOUT="2.5")
+    assert (s.feed_url, s.redis_url, s.feed_stall_timeout) == ("ws://127.0.0.1:8765", "unix:///tmp/redis.sock", 2.5)
+
+
+def test_data_dir_is_fixed_to_the_project_folder(tmp_path):
+    assert load_settings(environ={}, dotenv_path=None).data_dir == PROJECT_ROOT / "var"
+    assert load_settings(environ={"DHAN_DATA_DIR": "data/x"}, dotenv_path=None).data_dir == PROJECT_ROOT / "data" / "x"
+    assert load_settings(environ={"DHAN_DATA_DIR": str(tmp_path)}, dotenv_path=None).data_dir == tmp_path
+    assert (PROJECT_ROOT / "dhan_trading" / "config.py").is_file()
+
+
+@pytest.mark.integration
+def test_a_program_started_elsewhere_uses_the_project_env_and_data_dir(tmp_path):
+    """A copy of the package in a project folder of its own, with its own .env; the program runs
+    from another directory (which has a .env of its own that must be ignored)."""
+    root, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    shutil.copytree(PROJECT_ROOT / "dhan_trading", root / "dhan_trading",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    elsewhere.mkdir()
+    (elsewhere / ".env").write_text("DHAN_DB_NAME=from_cwd\nDHAN_DATA_DIR=/cwd/data\n")
+    code = ("import json; from dhan_trading.config import load_settings; s = load_settings(); "
+            "print(json.dumps([str(s.data_dir), s.db_name, s.database_url()]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_") and k != "REDIS_URL"}
+    env["PYTHONPATH"] = str(root)
+
+    def run() -> list:
+        out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True,
+                             text=True, timeout=120, check=True).stdout
+        return json.loads(out)
+
+    (root / ".env").write_text("DHAN_DB_NAME=from_root\n")
+    data_dir, name, url = run()
+    assert (data_dir, name) == (str(root / "var"), "from_root")
+    assert url == f"sqlite:///{root / 'var' / 'from_root.sqlite3'}"
+    (root / ".env").write_text("DHAN_DATA_DIR=store\n")  # relative: under the project folder, not the cwd
+    assert run()[0] == str(root / "store")
 
 
 def test_mysql_url_quotes_the_password_and_never_shows_it(settings_env):
@@ -103,6 +165,18 @@ def test_env_example_documents_every_variable():
     from dhan_trading.config import VARIABLES
     text = (__import__("pathlib").Path(__file__).resolve().parents[2] / ".env.example").read_text()
     assert [name for name in VARIABLES if name not in text] == []
+
+
+@pytest.mark.integration
+def test_cli_without_a_command_prints_the_help(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "dhan_trading"], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert out.returncode == 2  # no command is a usage error, for scripts; the help is for people
+    assert "required" not in out.stderr and out.stderr == ""
+    assert out.stdout.startswith("usage: python -m dhan_trading") and "commands:" in out.stdout
+    assert "scheduler" in out.stdout and "demo" in out.stdout
 
 
 def test_cli_help_lists_every_command():

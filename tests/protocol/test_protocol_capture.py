@@ -8,6 +8,7 @@ import pytest
 from dhan_trading import capture
 from dhan_trading.capture import DEPTH, MAGIC, MAIN, CaptureWriter, read_capture
 from dhan_trading.protocol import FeedDecoder, encode_depth_side, encode_oi, encode_ticker
+from dhan_trading.scheduler.calendar import ist_today
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +28,7 @@ def test_round_trip_keeps_every_frame_its_time_and_kind(tmp_path):
     writer = write(tmp_path / "cap", (MAIN_FRAMES[:3], MAIN), (DEPTH_FRAMES, DEPTH), (MAIN_FRAMES[3:], MAIN),
                    ([], MAIN))
     (path,) = (tmp_path / "cap").iterdir()
-    assert path == writer.path_for(dt.date.today()) and path.suffix == ".dcap"
+    assert path == writer.path_for(ist_today()) and path.suffix == ".dcap"
     assert path.read_bytes()[:8] == MAGIC
     assert list(read_capture(path)) == ([(ts, MAIN, f) for ts, f in MAIN_FRAMES[:3]]
                                         + [(ts, DEPTH, f) for ts, f in DEPTH_FRAMES]
@@ -38,7 +39,7 @@ def test_round_trip_keeps_every_frame_its_time_and_kind(tmp_path):
 def test_reopening_the_day_file_appends_without_a_second_magic(tmp_path):
     write(tmp_path, (MAIN_FRAMES[:2], MAIN))
     writer = write(tmp_path, (MAIN_FRAMES[2:], MAIN))
-    path = writer.path_for(dt.date.today())
+    path = writer.path_for(ist_today())
     assert [ts for ts, _, _ in read_capture(path)] == [ts for ts, _ in MAIN_FRAMES]
 
 
@@ -46,7 +47,7 @@ def test_flush_makes_frames_readable_while_the_writer_is_open(tmp_path):
     writer = CaptureWriter(tmp_path)
     writer.write(MAIN_FRAMES, MAIN)
     writer.flush()
-    assert len(list(read_capture(writer.path_for(dt.date.today())))) == 5
+    assert len(list(read_capture(writer.path_for(ist_today())))) == 5
     writer.close()
     writer.close()
 
@@ -54,7 +55,7 @@ def test_flush_makes_frames_readable_while_the_writer_is_open(tmp_path):
 @pytest.mark.parametrize("cut", [1, 5, 13, 14])
 def test_a_truncated_tail_stops_quietly_after_the_last_whole_record(tmp_path, cut):
     writer = write(tmp_path, (MAIN_FRAMES, MAIN))
-    path = writer.path_for(dt.date.today())
+    path = writer.path_for(ist_today())
     data = path.read_bytes()
     path.write_bytes(data[:-cut])
     assert [ts for ts, _, _ in read_capture(path)] == [ts for ts, _ in MAIN_FRAMES[:-1]]
@@ -69,13 +70,7 @@ def test_a_file_that_is_not_a_capture_is_refused(tmp_path):
 
 def test_a_new_day_opens_a_new_file(tmp_path, monkeypatch):
     days = iter([dt.date(2026, 5, 4), dt.date(2026, 5, 5)])
-
-    class FakeDate(dt.date):
-        @classmethod
-        def today(cls):
-            return next(days)
-
-    monkeypatch.setattr(capture.dt, "date", FakeDate)
+    monkeypatch.setattr(capture, "ist_today", lambda: next(days))  # files are named by the IST date
     writer = write(tmp_path, (MAIN_FRAMES[:2], MAIN), (MAIN_FRAMES[2:], MAIN))
     first, second = writer.path_for(dt.date(2026, 5, 4)), writer.path_for(dt.date(2026, 5, 5))
     assert first.name == "2026-05-04.dcap" and second.name == "2026-05-05.dcap"

@@ -69,7 +69,8 @@ def test_plan_sessions(settings_env, day, expected):
 @pytest.mark.unit
 def test_plan_for_an_uncovered_year_carries_the_warning(settings_env):
     with pytest.warns(UserWarning):
-        plan = day_plan(MarketCalendar(settings_env()), date(2027, 2, 1), [])
+        # nse_base covering no year: 2027 stays uncovered whatever exchange_calendars ships
+        plan = day_plan(MarketCalendar(settings_env(), nse_base=lambda year: None), date(2027, 2, 1), [])
     assert plan["covered"] is False and "DHAN_HOLIDAYS_FILE" in plan["warnings"][0]
 
 

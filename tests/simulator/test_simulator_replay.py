@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from datetime import date
 
 import pytest
 
@@ -10,6 +9,7 @@ from dhan_trading.capture import DEPTH, MAIN, CaptureWriter
 from dhan_trading.protocol.packets import (DEPTH_ASK, DEPTH_BID, encode_depth_side, encode_disconnect,
                                            encode_market_status, encode_ticker)
 from dhan_trading.protocol.requests import depth_subscribe_messages, subscribe_messages
+from dhan_trading.scheduler.calendar import ist_today
 from dhan_trading.simulator.replay import ReplaySource, parse_speed, summarize
 from dhan_trading.simulator.server import running_simulator
 
@@ -31,7 +31,7 @@ def _capture(tmp_path, gap_s: float = 0.1):
     depth = [encode_depth_side(DEPTH_BID, *A, levels) + encode_depth_side(DEPTH_ASK, *A, levels[::-1])
              for _ in range(3)]
     writer.write([(T0 + int(i * gap_s * 1e9), f) for i, f in enumerate(depth)], DEPTH)
-    path = writer.path_for(date.today())
+    path = writer.path_for(ist_today())
     writer.close()
     return path, main, depth
 
