@@ -125,6 +125,31 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def read_history(engine: Engine, day: date, points: dict[str, int | None],
+                 instruments: set[Instrument] | None = None) -> list[Event]:
+    """The stored events of `day` (IST) on each stream of `points`, up to its event_id (None: no
+    bound), for `instruments` (None: all), merged in event_id order. A window asks this for the
+    previous session (its POC/VAH/VAL) with `points={stream: None}`; raises SQLAlchemyError."""
+    start_ns = day_start_ns(day)
+    end_ns = start_ns + 86_400 * 1_000_000_000
+    merged: list[Event] = []
+    with engine.connect() as conn:
+        for stream, point in points.items():
+            table = EVENT_TABLES[stream]
+            query = select(table).where(table.c.recv_ts >= start_ns, table.c.recv_ts < end_ns)
+            if point is not None:
+                query = query.where(table.c.event_id <= point)
+            if instruments is not None and len(instruments) <= _SQL_IN_MAX:
+                query = query.where(table.c.security_id.in_(sorted({i for _, i in instruments})))
+            for row in conn.execute(query.order_by(table.c.event_id)).mappings():
+                event = row_to_event(table.name, dict(row))
+                if instruments is None or (event["exchange_segment"], event["security_id"]) in instruments:
+                    event["stream"] = stream
+                    merged.append(event)
+    merged.sort(key=lambda e: e["event_id"])
+    return merged
+
+
 class LiveReader(threading.Thread):
     """Loads today's events of `instruments` (None: all) on `streams` from the database, then
     follows the streams, delivering each event exactly once, in event_id order per stream."""
@@ -189,30 +214,13 @@ class LiveReader(threading.Thread):
 
     def _load_database(self, points: dict[str, int]) -> bool:
         """Today's rows up to each stream's safe point, merged in event_id order."""
-        start_ns = day_start_ns(self.day)
         try:
-            per_table: list[list[Event]] = []
-            with self.engine.connect() as conn:
-                for stream, point in points.items():
-                    table = EVENT_TABLES[stream]
-                    query = select(table).where(table.c.recv_ts >= start_ns, table.c.event_id <= point)
-                    if self.instruments is not None and len(self.instruments) <= _SQL_IN_MAX:
-                        ids = sorted({i for _, i in self.instruments})
-                        query = query.where(table.c.security_id.in_(ids))
-                    rows = conn.execute(query.order_by(table.c.event_id)).mappings()
-                    events = []
-                    for row in rows:
-                        event = row_to_event(table.name, dict(row))
-                        if self._wanted(event):
-                            event["stream"] = stream
-                            events.append(event)
-                    per_table.append(events)
+            merged = read_history(self.engine, self.day, points, self.instruments)
         except SQLAlchemyError as exc:
             log.warning("history: database unreachable (%s); reading today from the streams", exc)
             self._set(database_ok=False,
                       problem=f"database unreachable ({type(exc).__name__}): history from Redis only")
             return False
-        merged = sorted((e for events in per_table for e in events), key=lambda e: e["event_id"])
         self._set(database_ok=True, history_events=len(merged))
         for i in range(0, len(merged), self.batch_size):
             self._deliver(merged[i:i + self.batch_size])
