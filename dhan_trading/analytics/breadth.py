@@ -27,7 +27,7 @@ def advance_decline(pairs: Iterable[tuple[float, float]], tick: float = 0.05) ->
     """(advances, declines, unchanged) over (last price, previous close) pairs."""
     counts = [0, 0, 0]
     for ltp, prev_close in pairs:
-        counts[(0, 2, 1)[compare_prices(ltp, prev_close, tick) + 1]] += 1
+        counts[(1, 2, 0)[compare_prices(ltp, prev_close, tick) + 1]] += 1  # -1 D, 0 U, 1 A
     return counts[0], counts[1], counts[2]
 
 

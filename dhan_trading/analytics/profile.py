@@ -64,9 +64,16 @@ class Profile:
         return None if self.poc is None else Levels(self.poc, self.val, self.vah)
 
 
+def _plain(volumes: Sequence[int]) -> list[int]:
+    """Rows as a list of Python numbers (a numpy array's slices have no truth value and its
+    int64 products can overflow)."""
+    return volumes.tolist() if hasattr(volumes, "tolist") else list(volumes)
+
+
 def poc_index(volumes: Sequence[int]) -> int:
     """The row with the most volume; a tie goes to the row nearest the centre of the traded
     range (midway between the first and last row with volume); still tied, the higher row."""
+    volumes = _plain(volumes)
     traded = [i for i, v in enumerate(volumes) if v > 0]
     if not traded:
         raise ValueError("poc_index: the profile has no volume")
@@ -92,9 +99,10 @@ def value_area(volumes: Sequence[int], fraction: float = 0.70, method: str = "du
     no rows left is never chosen.
     """
     share = _check_area_args(fraction, method)
+    volumes = _plain(volumes)
     poc = poc_index(volumes)
     step = 2 if method == "dual" else 1
-    total, n = sum(volumes), len(volumes)
+    total = sum(volumes)
     lo = hi = poc
     area = volumes[poc]
     while area * share.denominator < share.numerator * total:

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dhan_trading.analytics import (Bar, Breadth, BucketProfiles, Levels, LevelsAt,
-                                    ProfileBuilder, TickBarBuilder, TimeBarBuilder, build_profile,
+                                    ProfileBuilder, TickBarBuilder, TimeBarBuilder, advance_decline,
+                                    build_profile,
                                     check_contributions, poc_index, session_levels, tick_bars,
                                     time_bars, value_area, volume_deltas)
 
@@ -123,6 +124,11 @@ def test_example_b_breadth():
     assert s.pct_advancing == pytest.approx(66.67, abs=0.005)
     assert s.pct_above_vwap == 50.0
     assert s.trin == 2.0
+
+
+def test_example_b_advance_decline_of_pairs():
+    pairs = [(ltp, prev_close) for _, ltp, prev_close, _, _ in EXAMPLE_B]
+    assert advance_decline(pairs) == (2, 1, 1)
 
 
 def test_example_b_without_decliners_ratios_are_undefined():
