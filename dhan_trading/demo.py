@@ -171,7 +171,7 @@ class Demo:
             summary = None
         for child in reversed(self.children):
             child.stop()
-        if self.embedded:
+        if self.embedded and self.embedded.started:  # only the server this demo started
             self.embedded.stop()
         return summary
 

@@ -35,6 +35,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _stop_embedded_redis_servers(tmp_path_factory):
+    """The embedded Redis outlives the program that started it (bus.EmbeddedRedis): at the end
+    of the session, stop every one that a test started under the session's temp folder."""
+    yield
+    import psutil
+    base = os.path.join(tmp_path_factory.getbasetemp(), "")  # pytest-3/ must not match pytest-31/
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or ())
+            if "redis-server" in cmd and base in cmd:
+                proc.kill()
+                left.append(proc)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(left, timeout=10)
+
+
 @pytest.fixture
 def settings_env(tmp_path):
     """A function giving Settings from an explicit environment (no .env, no os.environ)."""

@@ -132,10 +132,11 @@ def _visualizer(id_: str, title: str, kind: str = "window") -> Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("redis", "Redis", _module("dhan_trading", "redis"), module="dhan_trading.redis_service",
-            health="process", autostart=True, session="NSE+MCX", scheduled=True,
-            restart=RestartPolicy(startsecs=1.0, backoff_initial=1.0, backoff_max=10.0, stop_timeout=10.0),
-            description="the embedded redis-server (or a check of REDIS_URL's); the services depend on it"),
+    Service("redis", "Redis", _module("dhan_trading", "redis", "watch"), module="dhan_trading.redis_service",
+            autostart=True, session="NSE+MCX", scheduled=True,
+            restart=RestartPolicy(startsecs=1.0, backoff_initial=1.0, backoff_max=10.0, stop_timeout=35.0),
+            description="starts the embedded redis-server if needed and watches it (or REDIS_URL's); "
+                        "exits when it dies, so it is restarted; the services depend on it"),
     Service("fno_feed", "FNO Feed Launcher", _script("launch_fno_feed.py"),
             script=REPO_ROOT / "launch_fno_feed.py", depends_on=("redis",), restart=_FEED_POLICY, session="NSE",
             autostart=True, scheduled=True,
