@@ -1,9 +1,13 @@
 """`python launch_fno_feed.py [--force] [--mcx]` (also `python -m dhan_trading feed`).
 
-Checks the market calendar (outside NSE/MCX hours it says when the next session opens and
-exits 0, unless --force), loads the scrip master, selects the universe, plans the sockets and
-runs the feed until Ctrl-C / SIGTERM / --duration. Exit codes: 0 after a clean stop,
-exitcodes.FATAL when no restart can help (bad credentials or plan, bad config).
+Against Dhan, it runs inside its service's run window, the very windows the market scheduler
+starts and stops it by (scheduler/plan.py): started outside one (by hand, `services start-all`,
+or a scheduler with a longer lead) it says when its session comes, publishes a healthy
+`waiting_for_session` heartbeat and waits, instead of exiting and leaving the day unrecorded;
+--force skips the wait. Against any other DHAN_FEED_URL (simulator, replay) it runs at any hour.
+Then it loads the scrip master, selects the universe, plans the sockets and runs the feed until
+Ctrl-C / SIGTERM / --duration. Exit codes: 0 after a clean stop, exitcodes.FATAL when no restart
+can help (bad credentials or plan, bad config).
 """
 from __future__ import annotations
 
@@ -12,12 +16,16 @@ import asyncio
 import logging
 import signal
 import sys
-from datetime import datetime, timedelta
+import threading
+from datetime import datetime
+from typing import Callable
 
 from .. import bus, exitcodes
 from ..config import ConfigError, Settings, get_settings, mask_url
 from ..logs import setup_logging
 from ..scheduler.calendar import IST, MarketCalendar
+from ..scheduler.plan import DEFAULT_LEAD, next_window, window_at
+from ..services.registry import SERVICES
 from ..protocol.requests import depth_url as make_depth_url
 from ..protocol.requests import feed_url as make_feed_url
 from .feed import Feed, FeedOptions
@@ -25,7 +33,6 @@ from .plan import PlanError, choose_mode, plan_connections, plan_depth
 
 log = logging.getLogger("fno_feed")
 
-PRE_OPEN_LEAD = timedelta(minutes=15)
 # NIFTY (13) and BANKNIFTY (25) spots: their last prices centre the option strikes.
 INDEX_FIELDS = tuple(bus.latest_field("ticker", "IDX_I", sid) for sid in (13, 25))
 
@@ -49,17 +56,57 @@ def service_id(mcx: bool) -> str:
 
 
 def closed_message(now: datetime, mcx: bool, settings: Settings) -> str | None:
-    """None when a session of the feed's exchanges is open (or opens within the lead), else a
-    sentence saying when the next one opens."""
-    calendar = MarketCalendar(settings)
-    exchanges = ["NSE", "MCX"] if mcx else ["NSE"]
-    if any(calendar.is_open(now, ex, lead=PRE_OPEN_LEAD) for ex in exchanges):
+    """None when the feed's service is inside its run window (plan.window_at, the scheduler's
+    own), else a sentence saying when it opens."""
+    calendar, service = MarketCalendar(settings), _service(mcx)
+    if window_at(calendar, now, service) is not None:
         return None
-    sessions = [calendar.next_open(now, ex) for ex in exchanges]
-    nxt = min(sessions, key=lambda s: s.start)
-    return (f"{' and '.join(exchanges)} closed now; the next session is {nxt.exchange} "
-            f"{nxt.kind}, pre-open/open {nxt.start:%a %d %b %Y %H:%M} IST (the feed starts "
-            f"{PRE_OPEN_LEAD.seconds // 60} min before). Use --force to run anyway.")
+    window = next_window(calendar, now, service)
+    if window is None:
+        return f"no {service.session} session within a month: waiting (--force runs now)"
+    session = window[0] + DEFAULT_LEAD
+    return (f"{service.session} closed now: waiting for session at {session:%H:%M} IST "
+            f"{session:%a %d %b %Y}; the feed connects at {window[0]:%H:%M} (--force runs now)")
+
+
+def _service(mcx: bool):
+    return next(s for s in SERVICES if s.id == service_id(mcx))
+
+
+def wait_for_session(settings: Settings, mcx: bool, stop: threading.Event,
+                     now: Callable[[], datetime] = lambda: datetime.now(IST),
+                     pause: Callable[[float], bool] | None = None) -> bool:
+    """Wait until the feed's run window opens; True then, False if stopped first. While
+    waiting, publish a healthy `waiting_for_session` heartbeat when Redis is reachable (looking
+    never starts the embedded server), so status reads "waiting", not "no heartbeat"."""
+    pause = pause or stop.wait
+    client, said = None, None
+    try:
+        while not stop.is_set():
+            message = closed_message(now(), mcx, settings)
+            if message is None:
+                return True
+            if message != said:
+                log.info("%s", message)
+                said = message
+            client = _beat(client, settings, bus.heartbeat(service_id(mcx), "waiting_for_session", True,
+                                                           detail=message))
+            if pause(2.0):
+                break
+        return False
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _beat(client, settings: Settings, record: dict):
+    try:
+        client = client or bus.connect(settings, start=False, socket_timeout=2, socket_connect_timeout=2)
+        bus.publish_health(client, record)
+        return client
+    except Exception as exc:  # noqa: BLE001 - no Redis yet: waiting goes on, the heartbeat later
+        log.debug("waiting heartbeat not published: %s", exc)
+        return None
 
 
 def _index_prices(settings: Settings, instruments) -> dict[str, float]:
@@ -148,13 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("%s", exc)
         return exitcodes.FATAL
     logger = setup_logging(service_id(args.mcx), settings)
-    if not args.force:
-        message = closed_message(datetime.now(tz=IST), args.mcx, settings)
-        if message:
-            logger.info("%s", message)
+    try:
+        settings.require_credentials()  # before any wait: a bad token is said now, not at 08:55
+    except ConfigError as exc:
+        logger.critical("%s", exc)
+        return exitcodes.FATAL
+    if settings.uses_dhan and not args.force:
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        if not wait_for_session(settings, args.mcx, stop):
             return exitcodes.OK
     try:
-        settings.require_credentials()
         feed = build_feed(settings, args)
     except (ConfigError, PlanError) as exc:
         logger.critical("%s", exc)

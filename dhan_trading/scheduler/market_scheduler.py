@@ -58,6 +58,7 @@ class MarketScheduler:
         self.heartbeat = heartbeat
         self.wanted: dict[str, bool] = {}
         self.history: list[Action] = []
+        self.failed: dict[str, str] = {}   # service -> why its last start/stop did not work
 
     def tick(self) -> list[Action]:
         """Compare wanted states with the last ones and act on the changes."""
@@ -92,7 +93,17 @@ class MarketScheduler:
             log.error("could not %s %s: %s", action, svc.id, exc)
             result = f"error: {exc}"
         log.info("%s %s -> %s", action, svc.id, result)
+        if result == ("RUNNING" if action == "start" else "STOPPED"):
+            self.failed.pop(svc.id, None)
+        else:
+            self.failed[svc.id] = f"{action} {svc.id} at {now:%H:%M} IST gave {result}"
         return Action(now, action, svc.id, result)
+
+    def health(self) -> dict:
+        """Our heartbeat record: unhealthy while a start or stop we made did not work."""
+        problem = "; ".join(self.failed[i] for i in sorted(self.failed)) or None
+        return bus.heartbeat(SERVICE_ID, "dry_run" if self.dry_run else "scheduling", problem is None, problem,
+                             wanted=sorted(i for i, w in self.wanted.items() if w), dry_run=self.dry_run)
 
     def seconds_to_next(self) -> float:
         now = self.clock()
@@ -106,8 +117,7 @@ class MarketScheduler:
         while not stop.is_set():
             self.tick()
             if self.heartbeat:
-                self.heartbeat({"ok": True, "wanted": sorted(i for i, w in self.wanted.items() if w),
-                                "dry_run": self.dry_run})
+                self.heartbeat(self.health())
             if until is not None and self.clock() >= until:
                 return
             if self.sleep is None:
@@ -156,7 +166,7 @@ class _Heartbeat:
         if self.client is None:
             return
         try:
-            bus.publish_health(self.client, SERVICE_ID, record)
+            bus.publish_health(self.client, record)
         except Exception as exc:  # noqa: BLE001 - Redis gone: retry later, keep scheduling
             log.warning("heartbeat to Redis failed (%s); retrying in 30 s", exc)
             self.client = None

@@ -2,7 +2,9 @@
 
 A service that follows an exchange session runs from `lead` before the session's pre-open (or
 open) until `lag` after its close; a service following "NSE+MCX" runs over the union of both.
-The scheduler and `--plan` use the same windows, so the plan shown is the plan executed.
+The scheduler, `--plan` and the feed's own "may I connect now" (`window_at`, `next_window`) use
+the same windows, so the plan shown is the plan executed and a feed the scheduler starts early
+waits for its window instead of exiting.
 """
 from __future__ import annotations
 
@@ -32,15 +34,31 @@ def service_windows(calendar: MarketCalendar, day: date, exchanges: Iterable[str
     return merged
 
 
+def window_at(calendar: MarketCalendar, now: datetime, service: Service,
+              lead: timedelta = DEFAULT_LEAD, lag: timedelta = DEFAULT_LAG) -> Window | None:
+    """The service's window that contains `now` (a lag may pass midnight), or None."""
+    if not service.session:
+        return None
+    now = now.astimezone(IST)
+    return next((w for day in (now.date() - timedelta(days=1), now.date())
+                 for w in service_windows(calendar, day, service.exchanges, lead, lag)
+                 if w[0] <= now < w[1]), None)
+
+
 def should_run(calendar: MarketCalendar, now: datetime, service: Service,
                lead: timedelta = DEFAULT_LEAD, lag: timedelta = DEFAULT_LAG) -> bool:
-    """True while `now` is inside one of the service's windows (a lag may pass midnight)."""
-    if not service.session:
-        return False
+    """True while `now` is inside one of the service's windows."""
+    return window_at(calendar, now, service, lead, lag) is not None
+
+
+def next_window(calendar: MarketCalendar, now: datetime, service: Service, lead: timedelta = DEFAULT_LEAD,
+                lag: timedelta = DEFAULT_LAG, horizon_days: int = 31) -> Window | None:
+    """The service's first window that opens after `now` (within `horizon_days`), or None."""
     now = now.astimezone(IST)
-    return any(start <= now < end
-               for day in (now.date() - timedelta(days=1), now.date())
-               for start, end in service_windows(calendar, day, service.exchanges, lead, lag))
+    return next((w for offset in range(horizon_days + 1)
+                 for w in service_windows(calendar, now.date() + timedelta(days=offset), service.exchanges,
+                                          lead, lag)
+                 if w[0] > now), None)
 
 
 def next_change(calendar: MarketCalendar, now: datetime, services: Iterable[Service],

@@ -136,25 +136,103 @@ def test_closed_market_message_names_the_next_session(settings_env):
     settings = settings_env()
     saturday = datetime(2026, 11, 21, 10, 0, tzinfo=IST)
     message = closed_message(saturday, False, settings)
-    assert message and "NSE" in message and "Mon 23 Nov 2026" in message and "--force" in message
+    assert "waiting for session at 09:00 IST Mon 23 Nov 2026" in message and "connects at 08:55" in message
+    assert "--force" in message
     assert closed_message(datetime(2026, 11, 23, 9, 0, tzinfo=IST), False, settings) is None  # pre-open
-    assert closed_message(datetime(2026, 11, 23, 8, 50, tzinfo=IST), False, settings) is None  # 15 min lead
+    assert closed_message(datetime(2026, 11, 23, 8, 55, tzinfo=IST), False, settings) is None  # scheduler's lead
+    assert closed_message(datetime(2026, 11, 23, 8, 50, tzinfo=IST), False, settings) is not None
     evening = datetime(2026, 11, 23, 20, 0, tzinfo=IST)
     assert closed_message(evening, False, settings) is not None
     assert closed_message(evening, True, settings) is None  # MCX trades until 23:55
 
 
+@pytest.mark.unit
+def test_the_feed_window_is_the_schedulers(settings_env):
+    from datetime import timedelta
+
+    from dhan_trading.market_feed.launcher import _service
+    from dhan_trading.scheduler.calendar import MarketCalendar
+    from dhan_trading.scheduler.plan import should_run
+    settings = settings_env()
+    calendar = MarketCalendar(settings)
+    t = datetime(2026, 11, 20, 0, 0, tzinfo=IST)  # Fri, Sat, Sun, Mon, Tue (NSE holiday): every 5 minutes
+    while t < datetime(2026, 11, 25, 0, 0, tzinfo=IST):
+        for mcx in (False, True):
+            assert (closed_message(t, mcx, settings) is None) == should_run(calendar, t, _service(mcx)), (t, mcx)
+        t += timedelta(minutes=5)
+
+
 @pytest.mark.integration
-def test_outside_hours_without_force_exits_0_before_connecting(tmp_path, redis_url):
-    env = _env(tmp_path, "ws://127.0.0.1:9", redis_url)
-    env["DHAN_HOLIDAYS_FILE"] = str(tmp_path / "closed.csv")
+def test_started_before_its_window_the_feed_waits_then_runs(settings_env, redis_url, redis_client):
+    """A scheduler with a 30-minute lead starts the feed at 08:25: it must wait, not exit."""
+    import threading
+    from datetime import timedelta
+
+    from dhan_trading.market_feed.launcher import wait_for_session
+    clock = {"now": datetime(2026, 11, 23, 8, 25, tzinfo=IST)}
+    beats = []
+
+    def pause(seconds: float) -> bool:
+        beats.append(bus.read_health(redis_client, "fno_feed"))
+        clock["now"] += timedelta(minutes=1)
+        return False
+    ok = wait_for_session(settings_env(REDIS_URL=redis_url), False, threading.Event(), now=lambda: clock["now"],
+                          pause=pause)
+    assert ok and clock["now"] == datetime(2026, 11, 23, 8, 55, tzinfo=IST)
+    assert len(beats) == 30 and all(bus.assess_health(b, b["ts"]) == (True, None) for b in beats)
+    assert {b["state"] for b in beats} == {"waiting_for_session"}
+    assert "waiting for session at 09:00 IST" in beats[0]["detail"]
+
+
+def _closed_days(tmp_path: Path) -> str:
+    """A holidays file closing NSE and MCX from yesterday to a week ahead (the IST dates)."""
+    from datetime import timedelta
+
     today = datetime.now(IST).date()
-    rows = [f"{today.fromordinal(today.toordinal() + d).isoformat()},{ex},closed" for d in (-1, 0, 1) for ex in ("NSE", "MCX")]
-    (tmp_path / "closed.csv").write_text("date,exchange,kind\n" + "\n".join(rows) + "\n")
+    rows = [f"{(today + timedelta(days=d)).isoformat()},{ex},closed" for d in range(-1, 8) for ex in ("NSE", "MCX")]
+    path = tmp_path / "closed.csv"
+    path.write_text("date,exchange,kind\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_outside_hours_against_dhan_it_waits_says_so_and_stops_cleanly(tmp_path, redis_url, redis_client):
+    env = _env(tmp_path, "wss://api-feed.dhan.co", redis_url)
+    env["DHAN_HOLIDAYS_FILE"] = _closed_days(tmp_path)
     proc = _launch(env)
-    output = proc.communicate(timeout=30)[0].decode()
+    try:
+        deadline = time.monotonic() + 30
+        while bus.read_health(redis_client, "fno_feed") is None and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.1)
+        record = bus.read_health(redis_client, "fno_feed")
+        assert record["state"] == "waiting_for_session" and bus.assess_health(record) == (True, None)
+        assert record["pid"] == proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, output
-    assert "next session" in output and "--force" in output
+    assert "waiting for session at" in output and "--force" in output
+    assert "universe:" not in output  # nothing loaded, nothing connected
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(60)
+def test_against_the_simulator_the_feed_runs_at_any_hour(tmp_path, redis_url, redis_client):
+    with running_simulator(port=0, seed=1, rate=500) as sim:
+        env = _env(tmp_path, sim.url, redis_url)
+        env["DHAN_HOLIDAYS_FILE"] = _closed_days(tmp_path)  # the calendar says closed: irrelevant here
+        proc = _launch(env)  # no --force
+        try:
+            deadline = time.monotonic() + 30
+            while redis_client.xlen(bus.STREAM_QUOTES) == 0 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            output = proc.communicate(timeout=30)[0].decode()
+    assert redis_client.xlen(bus.STREAM_QUOTES) > 0, output[-2000:]
+    assert proc.returncode == 0 and "waiting for session" not in output
 
 
 @pytest.mark.integration

@@ -120,3 +120,30 @@ def test_fake_clock_drives_a_real_supervisor(settings_env):
             ("stop", "feed", "STOPPED"), ("stop", "writer", "STOPPED")]
     finally:
         sup.stop_all()
+
+
+@pytest.mark.integration
+def test_the_scheduler_heartbeat_is_the_one_record_and_tells_a_failed_start(settings_env, redis_url, redis_client):
+    from dhan_trading import bus
+    from dhan_trading.scheduler.market_scheduler import _Heartbeat
+    good = _service("feed", "NSE")
+    broken = Service("writer", "writer", (sys.executable, "-c", "raise SystemExit(78)"), module="json",
+                     health="process", session="NSE+MCX", restart=RestartPolicy(startsecs=0.2, stop_timeout=2))
+    settings = settings_env(REDIS_URL=redis_url)
+    sup = Supervisor([good, broken], settings, poll=0.02)
+    try:
+        clock = FakeClock(at("2026-11-20", "11:00"))
+        sched = MarketScheduler(MarketCalendar(settings), sup, [good, broken], clock=clock, sleep=clock.sleep,
+                                max_sleep=3600, heartbeat=_Heartbeat(settings))
+        sched.run(until=at("2026-11-20", "11:00"))
+        record = bus.read_health(redis_client, "market_scheduler")
+        healthy, problem = bus.assess_health(record)
+        assert record["state"] == "scheduling" and record["wanted"] == ["feed", "writer"]
+        assert healthy is False and problem == "start writer at 11:00 IST gave FATAL"
+        sched.run(until=at("2026-11-20", "16:00"))  # feed stopped cleanly; writer still failed
+        assert bus.assess_health(bus.read_health(redis_client, "market_scheduler"))[0] is False
+        sched.failed.clear()
+        sched.run(until=at("2026-11-20", "16:01"))
+        assert bus.assess_health(bus.read_health(redis_client, "market_scheduler")) == (True, None)
+    finally:
+        sup.stop_all()
