@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -221,11 +221,12 @@ def test_missing_user_file_is_a_clear_error(settings_env, tmp_path):
 
 # ---- the IST date, whatever the machine's time zone ------------------------------------------
 def _tz_on_another_date() -> str:
-    """A POSIX TZ whose date differs from India's right now (UTC-12 or UTC+14: one always does)."""
+    """A POSIX TZ (no tz database needed) whose date differs from India's right now: UTC-12 or
+    UTC+14, one of which always does. In POSIX notation 'XXX+12' is 12 hours behind UTC."""
     ist = datetime.now(IST).date()
-    for name, offset in (("Etc/GMT+12", -12), ("Etc/GMT-14", 14)):
-        if datetime.now(ZoneInfo("UTC")).astimezone(ZoneInfo(name)).date() != ist:
-            return name
+    for posix, hours in (("XXX+12", -12), ("XXX-14", 14)):
+        if datetime.now(timezone(timedelta(hours=hours))).date() != ist:
+            return posix
     raise AssertionError("no time zone on another date")  # cannot happen: they are 26 h apart
 
 
