@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable
 
 from .clock import IST_OFFSET_S, bucket_start, check_seconds
-from .volume import CumulativeVolume, valid_price, volume_deltas
+from .volume import CumulativeVolume, check_cum_volume, valid_price, volume_deltas
 
 
 @dataclass(slots=True)
@@ -46,6 +46,8 @@ def _check_n(n: int) -> int:
 def _ticks(updates: Iterable[tuple[float, float, int]]):
     """(ts, price, volume) of the updates that are ticks with a usable price."""
     updates = list(updates)
+    for _, _, cum in updates:
+        check_cum_volume(cum)
     for (ts, price, _), volume in zip(updates, volume_deltas([u[2] for u in updates])):
         if volume and valid_price(price):
             yield ts, price, volume

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, NamedTuple
 
 from .clock import IST_OFFSET_S, bucket_start
-from .grid import check_tick, units
+from .grid import check_tick, grid_price, units
 from .volume import valid_price
 
 VWAP_TICK = 0.01  # ATP is an average, not on the tick grid: compared in paise (2 decimals)
@@ -161,15 +161,16 @@ class Breadth:
             self.skipped += 1
             return
         self._count(stock, -1)
-        u = units(ltp, self._ticks[symbol])
+        tick = self._ticks[symbol]
+        u = units(ltp, tick)
         if stock.ltp is None:  # the first price of the day seen: the reference for highs/lows
             stock.first = stock.high = stock.low = u
-        stock.ltp, stock.prev_close, stock.volume = ltp, prev_close, volume or 0
+        # kept on the grid, so a contribution agrees with the advance/decline count
+        stock.ltp, stock.prev_close, stock.volume = grid_price(u, tick), None, volume or 0
+        stock.sign = None
         if valid_price(prev_close) and prev_close > 0:
-            pc = units(prev_close, self._ticks[symbol])
-            stock.sign = (u > pc) - (u < pc)
-        else:
-            stock.sign = None
+            pc = units(prev_close, tick)
+            stock.prev_close, stock.sign = grid_price(pc, tick), (u > pc) - (u < pc)
         has_atp = valid_price(atp) and atp > 0
         stock.above = units(ltp, VWAP_TICK) > units(atp, VWAP_TICK) if has_atp else None
         stock.high, stock.low = max(stock.high, u), min(stock.low, u)
@@ -209,6 +210,7 @@ class Breadth:
         return self._line + [(self._minute, self._net())]
 
     def contributions(self, prev_index: float) -> dict[str, float]:
-        """`point_contributions` of the constituents quoted so far (needs `weights`)."""
+        """`point_contributions` of the constituents quoted so far (needs `weights`), from
+        their prices on the tick grid."""
         return point_contributions({s: (st.ltp, st.prev_close) for s, st in self._stocks.items()
                                     if st.ltp is not None}, self.weights, prev_index)

@@ -12,7 +12,8 @@ from typing import Iterable, NamedTuple, Sequence
 
 from .clock import IST_OFFSET_S, bucket_start, check_seconds
 from .grid import check_tick, grid_price, units
-from .volume import BUY, SELL, CumulativeVolume, TradeSide, valid_price, volume_deltas
+from .volume import (BUY, SELL, CumulativeVolume, TradeSide, check_cum_volume, valid_price,
+                     volume_deltas)
 
 METHODS = ("dual", "single")
 
@@ -134,6 +135,8 @@ def build_profile(updates: Iterable[tuple[float, int]], tick: float, row_ticks: 
     _check_row_ticks(row_ticks)
     _check_area_args(fraction, method)
     updates = list(updates)
+    for _, cum in updates:
+        check_cum_volume(cum)
     deltas = volume_deltas([cum for _, cum in updates])
     rows: dict[int, list[int]] = {}
     skipped, last, side, prev_cum = 0, None, 0, None
@@ -151,7 +154,8 @@ def build_profile(updates: Iterable[tuple[float, int]], tick: float, row_ticks: 
         if volume:
             row = rows.setdefault(u // row_ticks, [0, 0, 0])
             row[0] += volume
-            row[1 if side > 0 else 2] += volume if side else 0
+            if side:
+                row[1 if side > 0 else 2] += volume
     if not rows:
         return Profile(skipped=skipped)
     first, end = min(rows), max(rows) + 1

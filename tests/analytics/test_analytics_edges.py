@@ -81,6 +81,10 @@ def test_a_missing_cumulative_volume_is_a_callers_mistake(cum):
         ProfileBuilder(0.05).add(100.0, cum)
     with pytest.raises(ValueError, match="cum_volume must"):
         TickBarBuilder(5).add(0, 100.0, cum)
+    with pytest.raises(ValueError, match="cum_volume must"):
+        build_profile([(100.0, 10), (100.0, cum)], 0.05)
+    with pytest.raises(ValueError, match="cum_volume must"):
+        tick_bars([(0, 100.0, 10), (1, 100.0, cum)], 5)
 
 
 def test_no_volume_has_no_poc_and_no_value_area():

@@ -4,6 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from dhan_trading.analytics.grid import grid_price, units
 from dhan_trading.analytics import (Bar, Breadth, BucketProfiles, Levels, LevelsAt,
                                     ProfileBuilder, TickBarBuilder, TimeBarBuilder, advance_decline,
                                     build_profile,
@@ -22,6 +23,12 @@ def ist(hh: int, mm: int, ss: int = 0) -> float:
 
 EXAMPLE_P = [(100.00, 10000), (100.05, 10030), (100.10, 10050), (100.05, 10100),
              (100.00, 10110), (100.20, 10150), (100.20, 10150)]
+
+
+def test_grid_prices_print_without_float_noise():
+    assert 2006 * 0.05 == 100.30000000000001
+    assert grid_price(2006, 0.05) == 100.3
+    assert units(200.3000030517578, 0.05) == units(200.30, 0.05) == 4006
 
 
 def test_example_v_volume_deltas():
@@ -111,7 +118,7 @@ def test_example_f_five_minute_profiles():
 
 WEIGHTS = {"A": 10, "B": 5, "C": 3, "D": 2, "E": 1}
 EXAMPLE_B = [("A", 101.00, 100.00, 100.50, 1000), ("B", 48.00, 50.00, 49.00, 3000),
-             ("C", 200.30000000000001, 200.30, 200.10, 500), ("D", 75.75, 75.00, 76.00, 2000)]
+             ("C", 200.3000030517578, 200.30, 200.10, 500), ("D", 75.75, 75.00, 76.00, 2000)]
 
 
 def test_example_b_breadth():
