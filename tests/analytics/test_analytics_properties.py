@@ -177,3 +177,16 @@ def test_compare_prices_is_exact_on_the_grid(n, noise, tick):
     assert compare_prices(price + noise * tick, price, tick) == 0
     assert compare_prices(price + tick, price, tick) == 1
     assert compare_prices(price - tick, price, tick) == -1
+
+
+@given(bar_updates_st)
+def test_each_developing_point_is_the_profile_of_the_day_up_to_its_minute(updates):
+    builder = ProfileBuilder(0.05, offset=0)
+    for ts, price, cum in updates:
+        builder.add(price, cum, ts=ts)
+    points = builder.developing()
+    for point in points:
+        so_far = [(price, cum) for ts, price, cum in updates if ts < point.ts + 60]
+        assert build_profile(so_far, 0.05).levels == point[1:]
+    minutes_with_volume = {ts // 60 * 60 for ts, price, cum in updates}
+    assert {p.ts for p in points} <= minutes_with_volume
