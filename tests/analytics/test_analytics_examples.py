@@ -96,10 +96,13 @@ def test_example_s_skipped_price():
 
 def test_example_d_developing_levels():
     b = ProfileBuilder(tick=1)
+    rows_at_minute_end = {}
     for (hh, mm, ss), price, cum in [((9, 15, 0), 100, 500), ((9, 15, 20), 101, 520),
                                      ((9, 15, 40), 100, 530), ((9, 16, 5), 102, 560),
                                      ((9, 16, 30), 101, 565), ((9, 17, 10), 102, 700)]:
         b.add(price, cum, ts=ist(hh, mm, ss))
+        rows_at_minute_end[mm] = b.profile().volumes
+    assert rows_at_minute_end == {15: [10, 20], 16: [10, 25, 30], 17: [10, 25, 165]}
     assert b.developing() == [LevelsAt(ist(9, 15), 101, 100, 101),
                               LevelsAt(ist(9, 16), 102, 100, 102),
                               LevelsAt(ist(9, 17), 102, 102, 102)]
