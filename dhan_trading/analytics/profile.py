@@ -280,11 +280,17 @@ class Tape:
         if not valid_price(price):
             self.skipped += 1
             return None
-        tick = self.tick
-        u = units(price, tick)
-        side = self.side.observe(u, None if bid is None else units(bid, tick),
-                                 None if ask is None else units(ask, tick))
+        u = units(price, self.tick)
+        side = self.side.observe(u, self._quote(bid), self._quote(ask))
         return (u, volume, side) if volume else None
+
+    def _quote(self, price: float | None) -> int | None:
+        """A best bid/ask on the grid; None when that side is unknown. Dhan fills an empty depth
+        level with price 0, which is no quote (an ask of 0 would make every trade a buy)."""
+        if not valid_price(price):
+            return None
+        n = units(price, self.tick)
+        return n if n else None
 
     def gap(self) -> None:
         """A reconnect: the next update is a baseline."""

@@ -253,3 +253,12 @@ def test_contributions_leave_out_what_cannot_be_computed():
     points = point_contributions(prices, {"A": 10.0, "B": 5.0, "C": 1.0}, 20000)
     assert points == pytest.approx({"A": 20.0})  # D has no weight, B and C no usable close
     assert check_contributions({}, 20000, 20000) == (0, 0, 0)
+
+
+def test_an_empty_depth_side_is_no_quote():
+    builder = ProfileBuilder(0.05)
+    builder.add(100.00, 1000)
+    builder.add(99.95, 1010, bid=0.0, ask=0.0)  # empty book: the tick rule says sell
+    builder.add(99.95, 1020, bid=math.nan, ask=None)  # zero tick: still a sell
+    builder.add(99.95, 1030, bid=99.90, ask=0.0)  # only the bid known: a trade above it, tick rule
+    assert (builder.profile().up, builder.profile().down) == ([0], [30])
