@@ -61,7 +61,6 @@ VARIABLES: dict[str, str] = {
 
 # Set by the supervisor in every child it starts: plumbing, not user settings (so not in VARIABLES).
 SUPERVISED_ENV = "DHAN_SUPERVISED"   # "1" in every supervised child
-SERVICE_ID_ENV = "DHAN_SERVICE_ID"   # the id the child was started as (its health key)
 
 _SECRET_QUERY_KEYS = {"token", "access_token", "accesstoken", "password", "secret"}
 _PATH_SCHEMES = {"sqlite", "unix"}  # URL schemes that name a file, not a host

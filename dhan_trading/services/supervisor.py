@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .. import bus
-from ..config import SERVICE_ID_ENV, SUPERVISED_ENV, Settings, get_settings
+from ..config import SUPERVISED_ENV, Settings, get_settings
 from .registry import REPO_ROOT, SERVICES, Service, check_registry
 from .state import (ACTIVE_STATES, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState,
                     kill_group, pid_path, private_dir, process_alive, read_pid_file, service_lock)
@@ -227,14 +227,13 @@ class Supervisor:
             self._wait(lambda: self.status(service_id).state in (RUNNING, FATAL, EXITED, STOPPED), limit)
         return self.status(service_id)
 
-    def _child_env(self, svc: Service) -> dict[str, str]:
+    def _child_env(self) -> dict[str, str]:
         """The runner's (and so the service's) environment: passed to the process, never
         written to a file, because it holds the token and any password in REDIS_URL."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
         env.update(PYTHONUNBUFFERED="1", DHAN_DATA_DIR=str(Path(self.settings.data_dir).resolve()))
         env[SUPERVISED_ENV] = "1"
-        env[SERVICE_ID_ENV] = svc.id
         if self.settings.redis_url:
             env["REDIS_URL"] = self.settings.redis_url
         env.update(self.extra_env)
@@ -251,7 +250,7 @@ class Supervisor:
         err_fd = os.open(self.run_dir / f"{svc.id}.runner.err", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with open(err_fd, "ab") as err:
             proc = subprocess.Popen([sys.executable, "-m", "dhan_trading.services.runner", str(spec_path)],
-                                    env=self._child_env(svc), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                    env=self._child_env(), stdin=subprocess.DEVNULL, stdout=err, stderr=err,
                                     start_new_session=True)  # outlives us; the terminal's Ctrl-C misses it
         self._runners[svc.id] = proc
         return proc.pid
