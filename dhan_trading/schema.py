@@ -136,7 +136,24 @@ depth = Table(
     mysql_engine="InnoDB", mysql_charset="utf8mb4",
 )
 
-EVENT_TABLES = {bus.STREAM_TICKS: ticks, bus.STREAM_QUOTES: quotes, bus.STREAM_DEPTH: depth}
+# One row per `gap` event of the feed (market_feed/continuity.py): an instrument whose socket
+# reconnected or was recycled for silence resumed, and what was traded in between was not seen.
+# Windows mark these holes in history instead of attributing the missed volume to one price.
+gaps = Table(
+    "dhan_gaps", metadata, *_event_columns(),
+    Column("reason", String(16), nullable=False, comment="reconnect or stall"),
+    Column("last_ltt", BigInteger, comment="LTT of the last packet before the break"),
+    Column("last_volume", BigInteger, comment="cumulative volume before the break (null: ticker only)"),
+    Column("resume_ltt", BigInteger, comment="LTT of the first packet after the break"),
+    Column("resume_volume", BigInteger, comment="cumulative volume after the break"),
+    Index("ix_gaps_instrument_time", "security_id", "recv_ts"),
+    mysql_engine="InnoDB", mysql_charset="utf8mb4",
+)
+
+# The table of each stream the DB writer stores (bus.STORED_STREAMS), one row per entry.
+EVENT_TABLES = {bus.STREAM_TICKS: ticks, bus.STREAM_QUOTES: quotes, bus.STREAM_DEPTH: depth,
+                bus.STREAM_GAPS: gaps}
+assert tuple(EVENT_TABLES) == bus.STORED_STREAMS
 
 
 def create_tables(engine: Engine) -> None:

@@ -3,8 +3,9 @@
 Why a consumer group and not pub/sub: entries published while the writer is down or slow stay
 in the streams and are delivered later. The order that makes "exactly once" hold:
 
-1. read entries (our own unacknowledged ones first, then new ones; entries left pending by a
-   dead consumer are claimed with XAUTOCLAIM);
+1. read entries (our own unacknowledged ones first, then new ones; entries that another
+   consumer has left pending longer than the claim idle time are claimed with XCLAIM: never
+   our own, and never an id already held, so no entry is ever buffered twice);
 2. insert the batch with a unique key (the entry id) and commit;
 3. only then acknowledge (XACK), together with the dead-letter records of poison entries, in
    one MULTI/EXEC.
@@ -12,7 +13,11 @@ in the streams and are delivered later. The order that makes "exactly once" hold
 A crash after 2 and before 3 replays the batch, and the unique key turns every replayed row
 into a no-op. While the database is down nothing is acknowledged and reading stops once the
 buffer holds `max_buffer_rows` (bounded memory); the same batch is retried with capped
-exponential backoff until it commits. A lost Redis connection is retried the same way.
+exponential backoff until it commits; meanwhile the writer keeps its own held entries fresh
+(XCLAIM JUSTID to itself) so that another writer does not take them as orphans. A lost Redis
+connection is retried the same way. A misconfigured database (access denied, unknown database,
+an SQLite file that cannot be written) raises `DatabaseMisconfigured` and a bug in our own code
+raises as it is: neither is retried as an outage.
 """
 from __future__ import annotations
 
@@ -47,13 +52,26 @@ class WriterConfig:
     max_buffer_rows: int = 50_000
     claim_idle_ms: int = 15_000
     trim_maxlen: int = 0  # 0: the writer leaves trimming to the feed
-    streams: tuple[str, ...] = bus.STREAMS
+    streams: tuple[str, ...] = bus.STORED_STREAMS
     group: str = bus.WRITER_GROUP
+    # Health: unhealthy when the group lag stays above a bound and is still higher than it was
+    # `lag_rising_s` seconds before (falling behind for good). The lag is counted in entries
+    # (backlog + pending, Redis 7) and in seconds (newest entry minus the last one the group
+    # read: the only measure Redis 6.2, the embedded server, allows cheaply).
+    lag_limit: int = 50_000
+    lag_limit_s: float = 60.0
+    lag_rising_s: float = 30.0
 
     @property
     def claim_every_s(self) -> float:
         """Look for orphans twice per idle period, within [0.5 s, 5 s]."""
         return max(0.5, min(5.0, self.claim_idle_ms / 2000))
+
+    @property
+    def keep_every_s(self) -> float:
+        """Refresh our held entries four times per idle period (at least every 5 s), so they
+        never look idle for more than about half of it, plus a write blocked on the database."""
+        return max(0.05, min(5.0, self.claim_idle_ms / 4000))
 
 
 @dataclass
@@ -64,6 +82,7 @@ class WriterStats:
     rows_total: int = 0
     batches: int = 0
     poison_total: int = 0
+    acked_total: int = 0  # entries acknowledged (rows stored plus dead letters)
     errors: int = 0
     last_error: str = ""
     last_commit: float = 0.0  # time.time() of the last commit, 0 before the first
@@ -89,7 +108,8 @@ class Batch:
     count: int = 0
     started: float = 0.0  # monotonic time of the first entry
 
-    def add(self, stream: str, entries: list, price: R.PriceCodec) -> None:
+    def add(self, stream: str, entries: list, price: R.PriceCodec, held: set[bytes]) -> None:
+        """Add entries not in `held` (the ids this writer holds unacknowledged; updated)."""
         if not entries:
             return
         if not self.count:
@@ -97,8 +117,9 @@ class Batch:
         table_rows = self.rows[R.STREAM_TABLE[stream]]
         ids = self.ids.setdefault(stream, [])
         for entry_id, fields in entries:
-            if entry_id is None:  # Redis 6.2 XAUTOCLAIM reports a deleted entry without its id
+            if entry_id is None or entry_id in held:  # None: Redis 6.2's reply for a deleted entry
                 continue
+            held.add(entry_id)
             try:
                 table_rows.append(R.entry_row(stream, entry_id, fields, price))
             except R.Poison as exc:
@@ -122,13 +143,27 @@ class DbWriter:
         self.batch = Batch()
         self.acks: list[Batch] = []  # committed, not yet acknowledged (Redis was down)
         self.cursor = {s: "0" for s in config.streams}  # "0": our own pending first, then ">"
+        # Per stream, the ids in `batch` or `acks`: what this writer holds, never added twice.
+        self.held: dict[str, set[bytes]] = {s: set() for s in config.streams}
         self.db_retry_at = 0.0
         self.db_backoff = RETRY_MIN_S
         self.next_claim = 0.0
+        self.next_keep = 0.0
         self.next_trim = 0.0
 
     # ---- main loop ---------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:
+        """Store until `stop` is set, then flush. Anything but a Redis or database outage (a
+        misconfigured database, a bug) ends the loop by raising, after `shutdown` has
+        acknowledged what is committed; what is not stays pending for the next writer."""
+        clean = False
+        try:
+            self._loop(stop)
+            clean = True
+        finally:
+            self.shutdown(flush=clean)
+
+    def _loop(self, stop: threading.Event) -> None:
         redis_backoff = RETRY_MIN_S
         groups_ready = False
         while not stop.is_set():
@@ -147,7 +182,6 @@ class DbWriter:
                 self._error("redis_down", exc)
                 stop.wait(redis_backoff)
                 redis_backoff = min(redis_backoff * 2, RETRY_MAX_S)
-        self.shutdown()
 
     def ensure_groups(self) -> None:
         """Create the group at id 0 (a first start stores what the streams already hold)."""
@@ -161,11 +195,14 @@ class DbWriter:
         self.cursor = {s: "0" for s in self.config.streams}
 
     def step(self) -> None:
-        """One turn: retry acks, claim orphans, read, and flush when the batch is due."""
+        """One turn: retry acks, keep our claims, claim orphans, read, flush when due."""
         now = time.monotonic()
         if self.acks:
             self._acknowledge()
         db_down = now < self.db_retry_at
+        if now >= self.next_keep:
+            self.next_keep = now + self.config.keep_every_s
+            self.keep_claims()
         if now >= self.next_claim and not db_down:
             self.next_claim = now + self.config.claim_every_s
             self.claim_orphans()
@@ -203,42 +240,60 @@ class DbWriter:
                                        count=count, block=None if replaying else block_ms)
         got = {}
         for stream, entries in reply or ():
-            stream = stream.decode() if isinstance(stream, bytes) else stream
+            stream = _text(stream)
             got[stream] = entries
-            self.batch.add(stream, entries, self.store.price)
+            self.batch.add(stream, entries, self.store.price, self.held[stream])
         if replaying:
             for stream, cursor in self.cursor.items():
                 if cursor != ">":
                     entries = got.get(stream)
                     self.cursor[stream] = entries[-1][0] if entries else ">"
 
-    def claim_orphans(self) -> None:
-        """Take over entries that other consumers left pending too long (they died)."""
-        for stream in self.config.streams:
-            start = "0-0"
-            while self.batch.count < self.config.max_buffer_rows:
-                count = min(self.config.batch_rows, self.config.max_buffer_rows - self.batch.count)
-                reply = self.client.xautoclaim(stream, self.config.group, self.config.consumer,
-                                               self.config.claim_idle_ms, start_id=start, count=count)
-                start, entries = reply[0], reply[1]
-                if entries:
-                    log.info("claimed %d entries of %s left pending by another consumer",
-                             len(entries), stream)
-                    self.batch.add(stream, entries, self.store.price)
-                if len(reply) > 2 and reply[2]:
-                    log.warning("%d pending entries of %s were deleted from the stream before "
-                                "anyone stored them", len(reply[2]), stream)
-                if start in (b"0-0", "0-0"):
-                    break
-            self._forget_exited_consumers(stream)
+    def keep_claims(self) -> None:
+        """Reset the idle time of the entries we hold (XCLAIM JUSTID to ourselves), so that
+        while the database is down no other writer takes them for a dead consumer's. An entry
+        another writer claimed meanwhile is idle for less than MIN_IDLE and is left to it."""
+        min_idle = self.config.claim_idle_ms // 4
+        if not self.acks and (not self.batch.count
+                              or time.monotonic() - self.batch.started < min_idle / 1000):
+            return  # nothing held long enough to need it (the usual case: batches are young)
+        for stream, ids in self.held.items():
+            ids = list(ids)
+            for i in range(0, len(ids), 10_000):
+                self.client.xclaim(stream, self.config.group, self.config.consumer, min_idle,
+                                   ids[i:i + 10_000], justid=True)
 
-    def _forget_exited_consumers(self, stream: str) -> None:
-        for consumer in self.client.xinfo_consumers(stream, self.config.group):
-            name = consumer["name"]
-            name = name.decode() if isinstance(name, bytes) else name
-            if (name != self.config.consumer and consumer["pending"] == 0
-                    and consumer["idle"] > FORGET_CONSUMER_IDLE_MS):
-                self.client.xgroup_delconsumer(stream, self.config.group, name)
+    def claim_orphans(self) -> None:
+        """Take over entries that other consumers left pending longer than claim_idle_ms (they
+        died). Our own pending entries are never claimed: we read them with cursor "0"."""
+        for stream in self.config.streams:
+            for consumer in self.client.xinfo_consumers(stream, self.config.group):
+                name = _text(consumer["name"])
+                if name == self.config.consumer:
+                    continue
+                if consumer["pending"]:
+                    self._claim_from(stream, name)
+                elif consumer["idle"] > FORGET_CONSUMER_IDLE_MS:
+                    self.client.xgroup_delconsumer(stream, self.config.group, name)
+
+    def _claim_from(self, stream: str, consumer: str) -> None:
+        start, claimed = "-", 0
+        while self.batch.count < self.config.max_buffer_rows:
+            count = min(self.config.batch_rows, self.config.max_buffer_rows - self.batch.count)
+            idle = self.client.xpending_range(stream, self.config.group, start, "+", count,
+                                              consumername=consumer, idle=self.config.claim_idle_ms)
+            if not idle:
+                break
+            # min idle again: an entry its owner touched or acknowledged meanwhile stays its own
+            entries = self.client.xclaim(stream, self.config.group, self.config.consumer,
+                                         self.config.claim_idle_ms, [p["message_id"] for p in idle])
+            self.batch.add(stream, entries, self.store.price, self.held[stream])
+            claimed += len(entries)
+            if len(idle) < count:
+                break
+            start = "(" + _text(idle[-1]["message_id"])
+        if claimed:
+            log.info("claimed %d entries of %s left pending by consumer %s", claimed, stream, consumer)
 
     # ---- commit and acknowledge --------------------------------------------------------------
     def flush(self) -> bool:
@@ -297,6 +352,10 @@ class DbWriter:
                 for i in range(0, len(ids), 10_000):
                     pipe.xack(stream, self.config.group, *ids[i:i + 10_000])
         pipe.execute()
+        for batch in self.acks:
+            self.stats.acked_total += batch.count
+            for stream, ids in batch.ids.items():
+                self.held[stream].difference_update(ids)
         self.acks.clear()
 
     def _error(self, state: str, exc: BaseException) -> None:
@@ -306,15 +365,16 @@ class DbWriter:
         log.warning("%s: %s", state.replace("_", " "), self.stats.last_error)
 
     # ---- stop --------------------------------------------------------------------------------
-    def shutdown(self, deadline_s: float = 5.0) -> None:
-        """Flush, commit and acknowledge what is buffered; give up (nothing lost) after a while."""
+    def shutdown(self, flush: bool = True, deadline_s: float = 5.0) -> None:
+        """Flush (unless `flush` is false: stopping on an error), commit and acknowledge what is
+        buffered; give up (nothing lost: it stays pending) after a while."""
         self.stats.state = "stopping"
         deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline and (self.batch.count or self.acks):
+        while time.monotonic() < deadline and ((flush and self.batch.count) or self.acks):
             try:
                 if self.acks:
                     self._acknowledge()
-                if self.batch.count and not self.flush():
+                if flush and self.batch.count and not self.flush():
                     time.sleep(min(0.5, max(0.0, self.db_retry_at - time.monotonic())))
                     self.db_retry_at = 0.0
             except redis.RedisError as exc:
@@ -340,27 +400,34 @@ class DbWriter:
             log.debug("could not leave the group: %s", exc)
 
     # ---- health ------------------------------------------------------------------------------
-    def health_record(self, client: redis.Redis, rows_per_s: float) -> dict:
-        """Health as published under dhan:health:db_writer (and :db_writer:<consumer>)."""
+    def figures(self, client: redis.Redis, rows_per_s: float) -> dict:
+        """The writer's own figures for its heartbeat, read from Redis with `client`."""
         pipe = client.pipeline(transaction=False)
         for stream in self.config.streams:
             pipe.xpending(stream, self.config.group)
             pipe.xinfo_groups(stream)
+            pipe.xinfo_stream(stream)
         replies = pipe.execute(raise_on_error=False)
-        pending, backlog = 0, 0
-        for summary, groups in zip(replies[::2], replies[1::2]):
+        pending, backlog, behind_ms = 0, 0, 0
+        for summary, groups, info in zip(replies[::3], replies[1::3], replies[2::3]):
             if isinstance(summary, dict):
                 pending += summary.get("pending", 0)
             mine = [g for g in groups if _text(g.get("name")) == self.config.group] \
                 if isinstance(groups, list) else []
             lag = mine[0].get("lag") if mine else None
             backlog = None if backlog is None or lag is None else backlog + lag
+            if mine and isinstance(info, dict):
+                newest, read = (_text(i).partition("-")[0]
+                                for i in (info["last-generated-id"], mine[0]["last-delivered-id"]))
+                behind_ms = max(behind_ms, int(newest) - int(read))
         s = self.stats
         return {
-            "state": s.state, "consumer": self.config.consumer,
+            "consumer": self.config.consumer,
             "rows_per_s": round(rows_per_s, 1), "rows_total": s.rows_total, "batches": s.batches,
             "lag_s": None if s.last_latency_s is None else round(s.last_latency_s, 3),
-            "backlog": backlog, "pending": pending, "buffered": s.buffered,
+            "backlog": backlog, "pending": pending, "behind_s": round(behind_ms / 1000, 3),
+            "buffered": s.buffered,
+            "acked_total": s.acked_total,
             "last_commit_age_s": round(time.time() - s.last_commit, 3) if s.last_commit else None,
             "errors": s.errors, "last_error": s.last_error, "poison_total": s.poison_total,
         }
@@ -370,14 +437,42 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class LagWatch:
+    """Judges whether a lag is growing past a bound: above `limit` and higher than it was
+    `rising_s` seconds ago, with every sample in between above `limit`. A large lag that is
+    shrinking (catching up after an outage) is healthy."""
+
+    def __init__(self, limit: float, rising_s: float, unit: str):
+        self.limit, self.rising_s, self.unit = limit, rising_s, unit
+        self.samples: deque[tuple[float, float]] = deque()
+
+    def problem(self, lag: float | None, now: float) -> str | None:
+        if lag is None or lag <= self.limit:
+            self.samples.clear()
+            return None
+        self.samples.append((now, lag))
+        # keep the newest sample that is at least rising_s old as the reference
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.rising_s:
+            self.samples.popleft()
+        since, before = self.samples[0]
+        if now - since >= self.rising_s and lag > before:
+            return (f"falling behind: {lag:,} {self.unit} behind the streams, up from {before:,} "
+                    f"{now - since:.0f} s ago (bound {self.limit:,})")
+        return None
+
+
 class HealthReporter(threading.Thread):
-    """Publishes the writer's health every second from its own thread and Redis connection,
-    so a writer blocked on a slow database still reports (with its state and error count)."""
+    """Publishes the writer's heartbeat (DESIGN §3.3) every second from its own thread and
+    Redis connection, so a writer blocked on a slow database still reports. Unhealthy when
+    the database cannot be reached (or Redis, if the record gets through) or the lag grows."""
 
     def __init__(self, writer: DbWriter, stop: threading.Event, interval_s: float = 1.0):
         super().__init__(name="db-writer-health", daemon=True)
         self.writer, self.stop, self.interval_s = writer, stop, interval_s
         self.rates: deque[tuple[float, int]] = deque(maxlen=6)
+        config = writer.config
+        self.lag = LagWatch(config.lag_limit, config.lag_rising_s, "entries")
+        self.lag_s = LagWatch(config.lag_limit_s, config.lag_rising_s, "s")
 
     def run(self) -> None:
         client = self.writer.connect()
@@ -385,13 +480,26 @@ class HealthReporter(threading.Thread):
             self.publish(client)
         client.close()
 
-    def publish(self, client: redis.Redis) -> None:
-        self.rates.append((time.monotonic(), self.writer.stats.rows_total))
+    def record(self, client: redis.Redis) -> dict:
+        now = time.monotonic()
+        self.rates.append((now, self.writer.stats.rows_total))
         (t0, n0), (t1, n1) = self.rates[0], self.rates[-1]
-        rate = (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+        figures = self.writer.figures(client, (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0)
+        state = self.writer.stats.state
+        lag = None if figures["backlog"] is None else figures["backlog"] + figures["pending"]
+        problems = (self.lag.problem(lag, now), self.lag_s.problem(figures["behind_s"], now))
+        problem = problems[0] or problems[1]
+        if state == "db_down":
+            problem = (f"the database cannot be reached ({self.writer.stats.last_error}); "
+                       f"{figures['pending']:,} entries wait in Redis")
+        elif state == "redis_down":
+            problem = f"Redis cannot be reached ({self.writer.stats.last_error})"
+        return bus.heartbeat(HEALTH_SERVICE, state, problem is None, problem, **figures)
+
+    def publish(self, client: redis.Redis) -> None:
         try:
-            record = self.writer.health_record(client, rate)
-            bus.publish_health(client, HEALTH_SERVICE, record)
-            bus.publish_health(client, f"{HEALTH_SERVICE}:{self.writer.config.consumer}", record)
+            record = self.record(client)
+            bus.publish_health(client, record)
+            bus.publish_health(client, record, key=f"{HEALTH_SERVICE}:{self.writer.config.consumer}")
         except redis.RedisError as exc:
             log.debug("health not published: %s", exc)

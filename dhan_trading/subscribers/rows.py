@@ -19,13 +19,17 @@ from typing import Any, Callable
 import orjson
 
 from .. import bus
-from ..schema import EVENT_TABLES, PRICE_SCALE, depth, pack_levels, quotes, stream_id_to_event_id, ticks
+from ..schema import EVENT_TABLES, PRICE_SCALE, depth, gaps, pack_levels, quotes, stream_id_to_event_id, ticks
 
 TICKS_COLUMNS = tuple(c.name for c in ticks.columns)
 QUOTES_COLUMNS = tuple(c.name for c in quotes.columns)
 DEPTH_COLUMNS = tuple(c.name for c in depth.columns)
-COLUMNS = {ticks.name: TICKS_COLUMNS, quotes.name: QUOTES_COLUMNS, depth.name: DEPTH_COLUMNS}
+GAPS_COLUMNS = tuple(c.name for c in gaps.columns)
+COLUMNS = {table.name: tuple(c.name for c in table.columns) for table in EVENT_TABLES.values()}
 STREAM_TABLE = {stream: table.name for stream, table in EVENT_TABLES.items()}
+GAP = "gap"  # the feed's gap events (market_feed/continuity.py), on bus.STREAM_GAPS
+_EVENT_STREAM = {**bus.EVENT_STREAM, GAP: bus.STREAM_GAPS}
+_GAP_FIELDS = ("last_ltt", "last_volume", "resume_ltt", "resume_volume")
 
 # Quote-table columns after the common ones and `type`, with how each value is checked.
 _PRICE, _INT = "price", "int"
@@ -37,6 +41,7 @@ _QUOTE_FIELDS = (("ltp", _PRICE), ("ltt", _INT), ("ltq", _INT), ("atp", _PRICE),
 assert QUOTES_COLUMNS[5:] == tuple(name for name, _ in _QUOTE_FIELDS), "schema and rows.py disagree"
 assert TICKS_COLUMNS == ("event_id", "exchange_segment", "security_id", "recv_ts", "ltp", "ltt")
 assert DEPTH_COLUMNS == ("event_id", "exchange_segment", "security_id", "recv_ts", "levels", "bids", "asks")
+assert GAPS_COLUMNS == ("event_id", "exchange_segment", "security_id", "recv_ts", "reason") + _GAP_FIELDS
 
 QUOTE_TYPES = frozenset(t for t, s in bus.EVENT_STREAM.items() if s == bus.STREAM_QUOTES)
 _LTP_REQUIRED = frozenset({"ticker", "quote", "full"})
@@ -128,7 +133,7 @@ def event_row(stream: str, entry_id: bytes | str, event: dict, price: PriceCodec
     kind = event.get("type")
     if not isinstance(kind, str):
         raise Poison("missing key type" if kind is None else "type is not a string")
-    if bus.EVENT_STREAM.get(kind) != stream:
+    if _EVENT_STREAM.get(kind) != stream:
         raise Poison(f"type {kind!r:.20} does not belong on {stream}")
     segment = event.get("exchange_segment")
     if type(segment) is not str or not _SEGMENT_RE.match(segment):
@@ -140,6 +145,11 @@ def event_row(stream: str, entry_id: bytes | str, event: dict, price: PriceCodec
         raise Poison("missing key ltp")
     if kind == "ticker":
         return head + (_price(event, "ltp", price), _int(event, "ltt"))
+    if kind == GAP:
+        reason = event.get("reason")
+        if type(reason) is not str or not _SEGMENT_RE.match(reason):
+            raise Poison("missing key reason" if reason is None else f"bad reason {reason!r:.40}")
+        return head + (reason,) + tuple(_int(event, key) for key in _GAP_FIELDS)
     if kind == "depth":
         bids, asks = _levels(event, "bids"), _levels(event, "asks")
         levels = _int(event, "levels")

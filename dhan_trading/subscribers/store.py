@@ -7,6 +7,11 @@ A row whose key already exists is skipped (`ON DUPLICATE KEY UPDATE event_id=eve
 `ON CONFLICT DO NOTHING`), which makes replaying a batch after a crash harmless. Unlike
 `INSERT IGNORE` / `OR IGNORE`, these skip only duplicates: a row the database rejects for any
 other reason still raises, so it can be found and dead-lettered instead of silently mangled.
+
+Failures fall in four kinds, each handled differently by the writer: a row the database refuses
+(`RowRejected`: dead-letter it), a database that cannot be reached now (`DatabaseUnavailable`:
+retry the batch), a setting to fix (`DatabaseMisconfigured`: exit 78), and anything else, a
+bug in our code or SQL (raised as it is: never mistaken for an outage and retried forever).
 """
 from __future__ import annotations
 
@@ -15,8 +20,11 @@ import sqlite3
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
+from ..config import ConfigError
+from ..db_setup import misconfiguration
 from . import rows as R
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,11 @@ class DatabaseUnavailable(Exception):
 
 class RowRejected(Exception):
     """The database refused a row for what it holds; retrying it can never succeed."""
+
+
+class DatabaseMisconfigured(ConfigError):
+    """Wrong credentials, unknown database, unwritable SQLite file: a setting to fix (the
+    message names it); retrying cannot help."""
 
 
 def _mysql_sql(table: str, columns: tuple[str, ...]) -> str:
@@ -90,13 +103,19 @@ class EventStore:
             self._rejected: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
                                                               sqlite3.DataError,
                                                               sqlite3.InterfaceError)
+            self._bug: tuple[type[BaseException], ...] = (sqlite3.ProgrammingError,)
+            self._outage: tuple[type[BaseException], ...] = (sqlite3.DatabaseError,)
         else:
             import pymysql
             self.price = R.mysql_price
             make_sql = _mysql_sql
             event.listen(engine, "do_connect", _mysql_timeouts)
             self._rejected = (pymysql.err.DataError, pymysql.err.IntegrityError,
-                              pymysql.err.ProgrammingError, pymysql.err.NotSupportedError)
+                              pymysql.err.NotSupportedError)
+            # bad SQL or a dropped table: raised as it is (a restarted writer creates tables)
+            self._bug = (pymysql.err.ProgrammingError,)
+            self._outage = (pymysql.err.OperationalError, pymysql.err.InterfaceError,
+                            pymysql.err.InternalError)
         self.sql = {table: make_sql(table, cols) for table, cols in R.COLUMNS.items()}
         self._conn: Any = None
         engine.dispose()  # connections pooled before the listener was added lack its timeouts
@@ -141,9 +160,18 @@ class EventStore:
         except self._rejected as exc:
             self._rollback()
             raise RowRejected(f"{type(exc).__name__}: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - lost connection, lock, timeout: all retried
+        except self._bug:
             self.close()
+            raise
+        except (*self._outage, sa_exc.DBAPIError, sa_exc.TimeoutError, OSError) as exc:
+            self.close()  # lost connection, lock, timeout: retried, unless a setting is wrong
+            problem = misconfiguration(exc)
+            if problem:
+                raise DatabaseMisconfigured(problem) from exc
             raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except Exception:
+            self.close()  # a bug: drop the connection with its half-done transaction, and raise
+            raise
 
     def _connection(self) -> Any:
         if self._conn is None:
