@@ -262,3 +262,20 @@ def test_an_empty_depth_side_is_no_quote():
     builder.add(99.95, 1020, bid=math.nan, ask=None)  # zero tick: still a sell
     builder.add(99.95, 1030, bid=99.90, ask=0.0)  # only the bid known: a trade above it, tick rule
     assert (builder.profile().up, builder.profile().down) == ([0], [30])
+
+
+def test_the_core_imports_nothing_but_the_standard_library_and_itself():
+    import ast
+    import sys
+    from pathlib import Path
+
+    import dhan_trading.analytics as analytics
+    for path in Path(analytics.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                continue  # a sibling module of analytics/
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "numpy", f"{path.name} imports {name}"
