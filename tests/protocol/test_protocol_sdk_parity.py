@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from dependency import require
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,8 @@ from protocol_strategies import TICK_TABLE, Packet, packets, prices, sample_quot
 
 pytestmark = pytest.mark.unit
 
-marketfeed = pytest.importorskip("dhanhq.marketfeed")
-fulldepth = pytest.importorskip("dhanhq.fulldepth")
+marketfeed = require("dhanhq.marketfeed")
+fulldepth = require("dhanhq.fulldepth")
 
 SDK_TYPES = {"Ticker Data": "ticker", "Quote Data": "quote", "OI Data": "oi", "Previous Close": "prev_close",
              "Full Data": "full"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from dependency import require
 
 from .sim_client import pick
 
 pytestmark = pytest.mark.integration
 
-dhanhq = pytest.importorskip("dhanhq")
+dhanhq = require("dhanhq")
 
 
 def _price(text: str) -> float:
