@@ -12,6 +12,10 @@ redis-server this benchmark starts; for latency, a subscriber process on `dhan:q
   (redis-py) per packet. It publishes ONE event per packet (the SDK's dict), half our work.
 * latency at 5k packets/s: frame arrival (the feed's recv_ts) -> a pub/sub subscriber process.
 * memory: the feed process's RSS after 1 and 10 minutes at 5k packets/s (quick: 10 s and 30 s).
+* 25,000 instruments (a full DHAN_WATCHLIST: 5 connections x 5,000, 250 subscribe messages)
+  against the simulator in its own process: seconds from start until every instrument is in the
+  streams (the simulator answers each subscription with a snapshot), and the feed's RSS then and
+  after a further 30 s (quick: 10 s) of the simulator's market at 2,000 packets/s.
 """
 from __future__ import annotations
 
@@ -234,6 +238,76 @@ async def _paced(port: int, redis_url: str, seconds: float, early: float) -> tup
     return lat[skip:], rss_early, rss_late
 
 
+# ---- 25,000 instruments on the simulator -------------------------------------------------------
+WATCHLIST_SIZE = 25_000
+
+
+def _run_simulator(port_out, stop) -> None:
+    from dhan_trading.simulator.server import running_simulator
+    with running_simulator(port=0, seed=7, rate=2000, instruments_csv="") as sim:
+        port_out.put(sim.port)
+        stop.wait()
+
+
+async def _watchlist(port: int, redis_url: str, settle: float) -> tuple[float, int, int, int]:
+    """(seconds until every instrument is in the streams, RSS then, RSS `settle` s later, events)."""
+    from dhan_trading.instruments.watchlist import parse_watchlist
+    segments = ("NSE_FNO",) * 16 + ("NSE_EQ",) * 3 + ("MCX_COMM",)
+    text = "exchange_segment,security_id,mode\n" + "".join(
+        f"{segments[i % 20]},{2_000_000 + i},{('ticker', 'quote', 'full')[i % 3]}\n" for i in range(WATCHLIST_SIZE))
+    rows = parse_watchlist(text)
+    wanted = {(seg, sid) for _, seg, sid, _ in rows}
+    feed = Feed(service="bench_watchlist", plans=plan_connections([(seg, sid, mode) for _, seg, sid, mode in rows]),
+                feed_url=f"ws://127.0.0.1:{port}/?token=bench&clientId=1", redis_url=redis_url, ticks={},
+                capture_dir=None, options=FeedOptions(trim_maxlen=2_000_000))
+    reader = redis.Redis.from_url(redis_url)
+    last = {stream: "0-0" for stream in bus.STREAMS}
+    seen: set[tuple[str, int]] = set()
+
+    def read() -> None:
+        for stream, entries in reader.xread(last, count=20_000, block=100) or []:
+            for _, fields in entries:
+                event = json.loads(fields[b"data"])
+                seen.add((event["exchange_segment"], event["security_id"]))
+            last[stream.decode()] = entries[-1][0].decode()
+
+    me = psutil.Process()
+    started = time.perf_counter()
+    task = asyncio.create_task(feed.run())
+    while not wanted <= seen:
+        await asyncio.to_thread(read)
+        if time.perf_counter() - started > 300:
+            raise RuntimeError(f"only {len(wanted & seen):,} of {len(wanted):,} instruments arrived in 300 s")
+    elapsed = time.perf_counter() - started
+    rss_all_in = me.memory_info().rss
+    await asyncio.sleep(settle)
+    rss_later = me.memory_info().rss
+    events = feed.sink.sent_events
+    feed.stop.set()
+    await task
+    reader.close()
+    return elapsed, rss_all_in, rss_later, events
+
+
+def watchlist_results(quick: bool, redis_url: str, note: str = "") -> list[Result]:
+    ctx = mp.get_context("spawn")
+    port_out, stop = ctx.Queue(), ctx.Event()
+    sim = ctx.Process(target=_run_simulator, args=(port_out, stop), daemon=True)
+    sim.start()
+    try:
+        settle = 10.0 if quick else 30.0
+        elapsed, rss_in, rss_later, events = asyncio.run(_watchlist(port_out.get(timeout=60), redis_url, settle))
+    finally:
+        stop.set()
+        sim.join(30)
+    return [Result(f"feed: {WATCHLIST_SIZE:,}-instrument watchlist, start -> every instrument in the streams",
+                   elapsed, None, "s", higher_is_better=False,
+                   note=f"{note}simulator in its own process; 5 connections, 250 subscribe messages"),
+            Result(f"feed RSS with {WATCHLIST_SIZE:,} instruments, {settle:.0f} s after all arrived", rss_later / 2**20,
+                   rss_in / 2**20, "MiB", "RSS when all had arrived", higher_is_better=False,
+                   note=f"{events:,} events sent to Redis by then; ratio ~1.0x = no growth")]
+
+
 def run(quick: bool) -> list[Result]:
     r = _Redis()
     results: list[Result] = []
@@ -266,6 +340,8 @@ def run(quick: bool) -> list[Result]:
         results.append(Result(f"feed RSS at 5k packets/s, {label}", rss_late / 2**20, rss_early / 2**20, "MiB",
                               f"RSS after {early:.0f} s", higher_is_better=False,
                               note="ratio ~1.0x = no growth"))
+        r.client.flushdb()
+        results += watchlist_results(quick, r.url, note=f"{r.note}; ")
     finally:
         r.close()
     return results
