@@ -116,13 +116,16 @@ def stop(settings: Settings, timeout: float) -> int:
         client = redis.Redis(unix_socket_path=str(server.socket), socket_timeout=2)
         try:
             watched = bus.read_health(client, SERVICE) is not None
+            others = client.info("clients")["connected_clients"] - 1
         except redis.RedisError:
-            watched = False
+            watched, others = False, 0
         finally:
             client.close()
         if watched:
             _out("note: the supervisor's redis service is running and will start Redis again; "
                  "`python -m dhan_trading services stop redis` stops both")
+        elif others > 0:
+            _out(f"note: {others} other client(s) connected; a program that reconnects starts Redis again")
     if not server.stop(timeout):
         _out(f"Redis (pid {server.pid()}) is still running after {timeout:.0f} s; see {server.logfile}")
         return 1

@@ -183,6 +183,7 @@ def test_concurrent_starters_start_one_server(data_dir, tmp_path):
 
 
 @pytest.mark.chaos
+@pytest.mark.slow
 def test_a_running_but_silent_server_is_never_doubled(data_dir):
     server = bus.EmbeddedRedis.ensure(data_dir)
     pid = server.pid()
@@ -214,9 +215,12 @@ def test_cli_status_start_stop(data_dir):
     human = _cli(data_dir, "status").stdout
     assert str(st["pid"]) in human and "AOF       on" in human and str(sock.resolve()) in human
 
-    _client(data_dir).set("kept", "across a clean stop")
+    user = _client(data_dir)
+    user.set("kept", "across a clean stop")  # and stays connected, as a feed would
     result = _cli(data_dir, "stop")
     assert result.returncode == 0 and "stopped" in result.stdout, result.stdout + result.stderr
+    assert "1 other client(s) connected" in result.stdout
+    user.close()
     assert _gone(st["pid"]) and not sock.exists()
     assert _cli(data_dir, "status").returncode == 3
     assert _cli(data_dir, "start").returncode == 0
