@@ -9,11 +9,15 @@ A file cut short by a crash is still readable up to its last whole record.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from .scheduler.calendar import ist_today
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"DHANCAP1"
 RECORD = struct.Struct("<qIB")
@@ -28,6 +32,7 @@ class CaptureWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._day: dt.date | None = None
         self._file: BinaryIO | None = None
+        self._committed = 0  # size of the open file at its last successful flush
         self.frames = 0
 
     def path_for(self, day: dt.date) -> Path:
@@ -43,6 +48,7 @@ class CaptureWriter:
             path = self.path_for(day)
             fresh = not path.exists() or path.stat().st_size == 0
             self._file = open(path, "ab", buffering=1 << 20)
+            self._committed = 0 if fresh else path.stat().st_size
             if fresh:
                 self._file.write(MAGIC)
             self._day = day
@@ -53,6 +59,24 @@ class CaptureWriter:
     def flush(self) -> None:
         if self._file:
             self._file.flush()
+            self._committed = self._file.tell()
+
+    def abandon(self) -> None:
+        """After a failed write or flush (disk full): close the file and cut it back to its size
+        at the last successful flush, so a later append never follows a partial record."""
+        if self._file is None:
+            return
+        name = self._file.name
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the unwritten buffer is what failed; the descriptor is closed all the same
+        self._file, self._day = None, None
+        try:
+            os.truncate(name, self._committed)
+        except OSError as exc:
+            log.warning("could not cut %s back to %d bytes (%s): a replay stops at the damaged record",
+                        name, self._committed, exc)
 
     def close(self) -> None:
         if self._file:

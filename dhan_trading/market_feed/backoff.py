@@ -43,6 +43,10 @@ class Backoff:
             self.attempt += 1
         return max(0.0, min(self.cap, base * (1 + self.jitter * self.rng.uniform(-1, 1))))
 
+    def reset(self) -> None:
+        """Start again from `initial` (the thing being retried has just worked)."""
+        self.attempt = 0
+
     def connected(self, now: float) -> None:
         self._up_since = now
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, InvalidURI, WebSocketException
 
 from ..config import mask_url
 from ..protocol.packets import DISCONNECT, depth_disconnect_reason
@@ -51,11 +51,20 @@ class Inbox:
 @dataclass
 class ConnectionStats:
     frames: int = 0
+    disconnect_packets: int = 0
     connects: int = 0
     reconnects: int = 0
     stalls: int = 0
     last_frame_ns: int = 0
     last_reason: int | None = None
+    last_error: str | None = None     # why the last connection ended or failed (for the health record)
+
+
+# Errors of one connection attempt that another attempt may not have: reconnect with backoff.
+# (ssl.SSLError and socket.gaierror are OSErrors; InvalidHandshake, ProtocolError and
+# ConnectionClosed are WebSocketExceptions.) Anything else is a bug: it ends the task, and the
+# feed exits non-zero with the traceback so that its supervisor restarts it.
+RETRYABLE = (OSError, WebSocketException, asyncio.TimeoutError, EOFError)
 
 
 @dataclass
@@ -67,14 +76,26 @@ class FeedConnection:
     plan: ConnectionPlan
     inbox: Inbox
     stop: asyncio.Event
-    on_fatal: Callable[[int, str], None]
+    on_fatal: Callable[[int | None, str], None]
     kind: int = MAIN
     stall_timeout: float = 60.0
     cool_off: float = 60.0
     backoff: Backoff = field(default_factory=Backoff)
     stats: ConnectionStats = field(default_factory=ConnectionStats)
     connected: bool = False
+    down_since: float = field(default_factory=time.monotonic)  # start of the current outage
     _ws: object = None
+    _data_mark: int = 0
+
+    def outage(self, now: float) -> float | None:
+        """Seconds this socket has gone without a connection that delivers frames (None while it
+        does). A socket that connects but only gets silence or a disconnect packet is still out."""
+        if self.connected and self._delivered():
+            return None
+        return now - self.down_since
+
+    def _delivered(self) -> bool:
+        return self.stats.frames - self.stats.disconnect_packets > self._data_mark
 
     async def run(self) -> None:
         first = True
@@ -89,6 +110,7 @@ class FeedConnection:
                     # a disconnect packet (expired token, no plan) must be heard, not missed.
                     subscribing = asyncio.create_task(self._subscribe(ws))
                     self.connected = True
+                    self._data_mark = self.stats.frames - self.stats.disconnect_packets
                     self.stats.connects += 1
                     self.backoff.connected(time.monotonic())
                     if not first:
@@ -101,16 +123,26 @@ class FeedConnection:
                         stalled = await self._receive(ws)
                     finally:
                         subscribing.cancel()
+            except (InvalidURI, InvalidProxy) as exc:
+                # No retry can fix the address itself: stop, say which setting to change.
+                self.stats.last_error = f"{type(exc).__name__}: {exc.msg}"
+                self.on_fatal(None, f"{self.name}: cannot connect to {mask_url(self.url)}: {exc.msg}; fix "
+                              f"{'DHAN_DEPTH_FEED_URL' if self.kind == DEPTH else 'DHAN_FEED_URL'} "
+                              "(or the proxy settings) in .env")
             except InvalidStatus as exc:
                 status = exc.response.status_code
+                self.stats.last_error = f"handshake refused with HTTP {status}"
                 log.warning("%s: handshake refused with HTTP %d", self.name, status)
                 if status == 429:
                     delay = self.cool_off
-            except (OSError, InvalidHandshake, asyncio.TimeoutError, ConnectionClosed) as exc:
-                if self.connected or first:
-                    log.warning("%s: connection lost or refused (%s: %s)", self.name, type(exc).__name__,
-                                mask_url(str(exc)))
+            except RETRYABLE as exc:
+                error = f"{type(exc).__name__}: {mask_url(str(exc))}" if str(exc) else type(exc).__name__
+                if self.connected or error != self.stats.last_error:
+                    log.warning("%s: connection lost or refused (%s)", self.name, error)
+                self.stats.last_error = error
             finally:
+                if self.connected and self._delivered():
+                    self.down_since = time.monotonic()
                 self.connected = False
                 self._ws = None
                 self.backoff.disconnected(time.monotonic())
@@ -166,6 +198,7 @@ class FeedConnection:
             watchdog.cancel()
 
     def _disconnect_packet(self, frame: bytes, ws) -> None:
+        self.stats.disconnect_packets += 1
         if self.kind == MAIN:
             if len(frame) < 10:
                 return
@@ -175,6 +208,7 @@ class FeedConnection:
                 return
             reason = depth_disconnect_reason(frame)
         self.stats.last_reason = reason
+        self.stats.last_error = describe(reason)
         if reason in FATAL:
             self.on_fatal(reason, FATAL[reason])
             ws.transport.abort()

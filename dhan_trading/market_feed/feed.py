@@ -1,14 +1,18 @@
 """The feed as one asyncio program: sockets -> inbox -> publisher -> Redis sink, plus health.
 
-Shutdown order (SIGTERM, Ctrl-C, --duration, or a fatal disconnect reason): close the sockets,
-let the publisher empty the inbox, let the sink flush its outbox to Redis (bounded wait), close
-the capture. Nothing that was received is left behind while Redis is reachable.
+Every task is essential and watched: one that raises (or returns while the feed is running) is
+logged with its traceback, `failed` says which and why, and the feed shuts down so that the
+launcher exits non-zero and the supervisor restarts it. The raw capture is not a task of the
+loop: it writes on a thread of its own (`Recorder`) and a failing disk degrades only the capture.
+
+Shutdown order (SIGTERM, Ctrl-C, --duration, a fatal disconnect reason, or a dead task): close
+the sockets, let the publisher empty the inbox, let the sink flush its outbox to Redis (bounded
+wait), close the capture. Nothing that was received is left behind while Redis is reachable.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from .backoff import Backoff
 from .connection import DEPTH, MAIN, FeedConnection, Inbox
 from .plan import ConnectionPlan
 from .publisher import Publisher
+from .recorder import Recorder
 from .sink import RedisSink
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,7 @@ class FeedOptions:
     health_interval: float = 1.0
     trim_maxlen: int = 1_000_000        # stream length kept (never below unacknowledged entries)
     flush_timeout: float = 15.0         # at shutdown, wait this long for Redis to take the rest
+    redis_grace: float = 2.0            # Redis unreachable this long: the health record says so
 
 
 class Feed:
@@ -53,10 +59,11 @@ class Feed:
         self.options = options
         self.redis_url = redis_url
         self.stop = asyncio.Event()
-        self.fatal: tuple[int, str] | None = None
+        self.fatal: tuple[int | None, str] | None = None  # (Dhan's reason code, or None; message)
+        self.failed: str | None = None    # an essential task died: which, and why
         self.inbox = Inbox(options.inbox_limit)
         self.sink = RedisSink(redis_url, service, max_events=options.buffer_events)
-        self.capture = CaptureWriter(capture_dir) if capture_dir is not None else None
+        self.capture = Recorder(CaptureWriter(capture_dir)) if capture_dir is not None else None
         self.publisher = Publisher(self.inbox, self.sink, ticks, self.capture, batch_frames=options.batch_frames)
         self.connections = [self._connection(f"feed#{p.index}", feed_url, p, MAIN) for p in plans]
         if depth_plan is not None and depth_url:
@@ -75,19 +82,41 @@ class Feed:
                               stall_timeout=o.stall_timeout, cool_off=o.cool_off,
                               backoff=Backoff(o.backoff_initial, o.backoff_cap, stable_after=o.stable_after))
 
-    def _on_fatal(self, reason: int, message: str) -> None:
+    def _on_fatal(self, reason: int | None, message: str) -> None:
         if self.fatal is None:
             self.fatal = (reason, message)
             log.critical("%s. The feed stops and will not retry.", message)
         self.stop.set()
 
+    def _watch(self, task: asyncio.Task) -> None:
+        """Done-callback of every essential task: a task that raised, or that ended while the
+        feed was still running, stops the feed as failed (exit non-zero, supervisor restarts)."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and self.stop.is_set():
+            return  # ended by the shutdown, as it should
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned while the feed was running"
+        message = f"the feed's {task.get_name()} task died ({why})"
+        log.critical("%s; the feed stops so that it can be restarted", message,
+                     exc_info=(type(exc), exc, exc.__traceback__) if exc is not None else None)
+        if self.failed is None:
+            self.failed = message
+        self.stop.set()
+
+    def _start(self, coro, name: str) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._watch)
+        return task
+
     async def run(self, duration: float | None = None) -> None:
-        """Run until `stop` is set (or `duration` seconds pass), then shut down in order."""
-        sender = asyncio.create_task(self.sink.run(), name="redis-sink")
+        """Run until `stop` is set (or `duration` seconds pass, or a task dies), then shut down in
+        order. `fatal` or `failed` tell the caller how it ended."""
+        sender = self._start(self.sink.run(), "redis-sink")
         done = asyncio.Event()
-        publisher = asyncio.create_task(self.publisher.run(done), name="publisher")
-        sockets = [asyncio.create_task(c.run(), name=c.name) for c in self.connections]
-        health = asyncio.create_task(self._health_loop(), name="health")
+        publisher = self._start(self.publisher.run(done), "publisher")
+        sockets = [self._start(c.run(), c.name) for c in self.connections]
+        health = self._start(self._health_loop(), "health")
         try:
             if duration is not None:
                 try:
@@ -97,69 +126,126 @@ class Feed:
             else:
                 await self.stop.wait()
         finally:
-            self.stop.set()
-            await asyncio.gather(*sockets, return_exceptions=True)
-            done.set()
-            await publisher
+            await self._shutdown(sender, publisher, sockets, health, done)
+
+    async def _shutdown(self, sender: asyncio.Task, publisher: asyncio.Task, sockets: list[asyncio.Task],
+                        health: asyncio.Task, done: asyncio.Event) -> None:
+        """Each step runs whatever the previous one did: the sink is always flushed."""
+        self.stop.set()
+        _, late = await asyncio.wait(sockets, timeout=self.options.flush_timeout)
+        for task in late:  # e.g. stuck in a handshake: its frames so far are already in the inbox
+            log.warning("%s did not close within %.0f s; cancelled", task.get_name(), self.options.flush_timeout)
+            task.cancel()
+        done.set()
+        await asyncio.wait([publisher])
+        if self.inbox.items:
+            log.error("%d frames were received but not published (the publisher died); they are in "
+                      "the raw capture only if it was written before", len(self.inbox.items))
+        if sender.done():
+            log.error("%d events not delivered to Redis: the Redis sender died", self.sink.buffered)
+        else:
             await self.sink.close(self.options.flush_timeout)
-            health.cancel()
-            await asyncio.wait([sender, health], timeout=5)
-            sender.cancel()
-            if self.capture is not None:
-                self.capture.close()
-            await asyncio.to_thread(self._publish_health, self.health(final=True))
-            if self._client is not None:
-                self._client.close()
-            log.info("feed stopped: %s", self.summary())
+        health.cancel()
+        await asyncio.wait([sender, health], timeout=5)
+        sender.cancel()
+        if self.capture is not None:
+            await asyncio.to_thread(self.capture.close)
+        await asyncio.to_thread(self._publish_health, self.health(final=True))
+        if self._client is not None:
+            self._client.close()
+        log.info("feed stopped: %s", self.summary())
 
     # ---- health --------------------------------------------------------------------------------
     def health(self, final: bool = False) -> dict:
+        """The heartbeat record (bus.heartbeat): state, healthy, problem, and the feed's figures."""
         now_ns = time.time_ns()
         last = max((c.stats.last_frame_ns for c in self.connections), default=0)
         pub, sink = self.publisher, self.sink
-        return {
-            "state": "stopped" if final else ("fatal" if self.fatal else "running"),
-            "pid": os.getpid(),
-            "connections": sum(c.connected for c in self.connections),
-            "connections_planned": len(self.connections),
-            "instruments": self.instruments,
-            "frames": sum(c.stats.frames for c in self.connections),
-            "frames_per_s": round(self.frames_per_s, 1),
-            "packets": pub.packets,
-            "events": pub.events,
-            "last_frame_age_s": round((now_ns - last) / 1e9, 3) if last else None,
-            "reconnects": sum(c.stats.reconnects for c in self.connections),
-            "stalls": sum(c.stats.stalls for c in self.connections),
-            "malformed": pub.malformed,
-            "gaps": pub.gaps.gaps,
-            "queue_depth": len(self.inbox.items),
-            "inbox_dropped": self.inbox.dropped,
-            "redis_connected": sink.connected,
-            "redis_buffered_events": sink.buffered,
-            "redis_dropped_events": sink.dropped_events,
-            "redis_sent_events": sink.sent_events,
-            "fatal_reason": self.fatal[0] if self.fatal else None,
-            "uptime_s": round(time.time() - self.started, 1),
-        }
+        state, healthy, problem = self._assess(final)
+        return bus.heartbeat(
+            self.service, state, healthy, problem,
+            connections=sum(c.connected for c in self.connections),
+            connections_planned=len(self.connections),
+            instruments=self.instruments,
+            frames=sum(c.stats.frames for c in self.connections),
+            frames_per_s=round(self.frames_per_s, 1),
+            packets=pub.packets,
+            events=pub.events,
+            last_frame_age_s=round((now_ns - last) / 1e9, 3) if last else None,
+            reconnects=sum(c.stats.reconnects for c in self.connections),
+            stalls=sum(c.stats.stalls for c in self.connections),
+            malformed=pub.malformed,
+            gaps=pub.gaps.gaps,
+            queue_depth=len(self.inbox.items),
+            inbox_dropped=self.inbox.dropped,
+            redis_connected=sink.connected,
+            redis_buffered_events=sink.buffered,
+            redis_dropped_events=sink.dropped_events,
+            redis_sent_events=sink.sent_events,
+            redis_refused_commands=sink.refused_commands,
+            capture="off" if self.capture is None else self.capture.status,
+            capture_frames=self.capture.frames if self.capture else 0,
+            capture_dropped_frames=self.capture.dropped_frames if self.capture else 0,
+            fatal_reason=self.fatal[0] if self.fatal else None,
+            uptime_s=round(time.time() - self.started, 1),
+        )
+
+    def _assess(self, final: bool) -> tuple[str, bool, str | None]:
+        """(state, healthy, problem). Unhealthy when the feed cannot deliver market data: dead
+        task, fatal code, a socket without a working connection for longer than the stall
+        timeout, Redis refusing events or unreachable. A failing raw capture leaves it healthy
+        (publishing goes on) but is named in `problem`."""
+        if self.failed:
+            return "failed", False, self.failed
+        if self.fatal:
+            return "fatal", False, self.fatal[1]
+        if final:
+            return "stopped", False, "the feed has stopped"
+        now = time.monotonic()
+        problems: list[str] = []
+        outages = [(c, c.outage(now)) for c in self.connections]
+        down = [(c, s) for c, s in outages if s is not None]
+        timeout = self.options.stall_timeout
+        for c, seconds in down:
+            if seconds > timeout:
+                problems.append(f"{c.name} has had no working connection for {seconds:.0f} s (stall timeout "
+                                f"{timeout:g} s; last error: {c.stats.last_error or 'none'})")
+        if problems:
+            problems.insert(0, f"{len(self.connections) - len(down)} of {len(self.connections)} sockets streaming")
+        sink = self.sink
+        if sink.refusing is not None:
+            problems.append(f"Redis refuses the feed's events ({sink.refusing}); {sink.buffered} held for retry")
+        elif sink.down_since is not None and now - sink.down_since > self.options.redis_grace:
+            problems.append(f"Redis unreachable for {now - sink.down_since:.0f} s; {sink.buffered} events buffered")
+        if not down:
+            state = "streaming"
+        elif len(down) == len(self.connections) and not any(c.stats.connects for c in self.connections):
+            state = "connecting"
+        else:
+            state = "reconnecting"
+        if problems:
+            return state, False, "; ".join(problems)
+        if self.capture is not None and self.capture.failed is not None:
+            return state, True, (f"raw capture failed ({self.capture.failed}); {self.capture.dropped_frames} "
+                                 "frames not captured; publishing to Redis goes on")
+        return state, True, None
 
     def summary(self) -> str:
         h = self.health(final=True)
         return (f"{h['frames']} frames, {h['packets']} packets, {h['events']} events, "
                 f"{h['redis_sent_events']} sent to Redis, {h['redis_buffered_events']} unsent, "
-                f"{h['redis_dropped_events']} dropped on overflow, {h['inbox_dropped']} dropped in the inbox, "
-                f"{h['malformed']} malformed, {h['reconnects']} reconnects, {h['gaps']} gap events")
+                f"{h['redis_dropped_events']} dropped on overflow, {h['redis_refused_commands']} commands "
+                f"refused by Redis, {h['inbox_dropped']} dropped in the inbox, {h['malformed']} malformed, "
+                f"{h['reconnects']} reconnects, {h['gaps']} gap events, capture {h['capture']} "
+                f"({h['capture_frames']} frames, {h['capture_dropped_frames']} lost)")
 
     async def _health_loop(self) -> None:
-        last_flush = time.monotonic()
         while True:
             await asyncio.sleep(self.options.health_interval)
             now = time.monotonic()
             frames = sum(c.stats.frames for c in self.connections)
             self.frames_per_s = (frames - self._rate_frames) / max(1e-6, now - self._rate_at)
             self._rate_frames, self._rate_at = frames, now
-            if self.capture is not None and now - last_flush >= 1.0:
-                self.capture.flush()
-                last_flush = now
             await asyncio.to_thread(self._housekeeping, self.health())
 
     def _redis(self) -> redis.Redis:
@@ -169,7 +255,7 @@ class Feed:
 
     def _publish_health(self, record: dict) -> None:
         try:
-            bus.publish_health(self._redis(), self.service, record)
+            bus.publish_health(self._redis(), record)
         except redis.RedisError:
             pass  # Redis is down: the sink logs that once; health resumes when it returns
 

@@ -218,4 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if feed.fatal:
         logger.critical("stopped: %s", feed.fatal[1])
         return exitcodes.FATAL
+    if feed.failed:  # a dead task, logged with its traceback: exit non-zero so it is restarted
+        logger.critical("stopped: %s", feed.failed)
+        return 1
     return exitcodes.OK

@@ -1,4 +1,4 @@
-"""Inbox -> decoded events -> raw capture + Redis outbox, in batches, on the event loop.
+"""Inbox -> decoded events -> raw capture queue + Redis outbox, in batches, on the event loop.
 
 Each step takes whatever the sockets have queued (up to `batch_frames`), so the batch grows
 with the load: one frame at a time when it is quiet (low latency), thousands when it is busy
@@ -14,10 +14,10 @@ from collections import Counter
 from typing import Mapping
 
 from .. import bus
-from ..capture import CaptureWriter
 from ..protocol import FeedDecoder, decode_depth_frame
 from .connection import DEPTH, MAIN, MARK, Inbox
 from .continuity import GapTracker
+from .recorder import Recorder
 from .sink import RedisSink
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(self, inbox: Inbox, sink: RedisSink, ticks: Mapping[tuple[str, int], float],
-                 capture: CaptureWriter | None, *, batch_frames: int = 2000):
+                 capture: Recorder | None, *, batch_frames: int = 2000):
         self.inbox = inbox
         self.sink = sink
         self.ticks = dict(ticks)
@@ -79,8 +79,8 @@ class Publisher:
         main = [(ts, frame) for ts, frame, kind in batch if kind == MAIN]
         depth = [(ts, frame) for ts, frame, kind in batch if kind == DEPTH]
         if self.capture is not None:
-            self.capture.write([(ts, f if isinstance(f, bytes) else f.encode()) for ts, f in main], MAIN)
-            self.capture.write([(ts, f if isinstance(f, bytes) else f.encode()) for ts, f in depth], DEPTH)
+            self.capture.submit([(ts, f if isinstance(f, bytes) else f.encode()) for ts, f in main], MAIN)
+            self.capture.submit([(ts, f if isinstance(f, bytes) else f.encode()) for ts, f in depth], DEPTH)
         self.frames += len(batch)
         channels: list[str] = []
         payloads: list[bytes] = []

@@ -41,11 +41,21 @@ def _prefixes(channel: str) -> tuple[bytes, bytes]:
 _PREFIXES = {channel: _prefixes(channel) for channel in bus.CHANNEL_STREAM}
 
 
-def publish_and_xadd(channels: Sequence[str], payloads: Sequence[bytes]) -> bytes:
-    """PUBLISH each payload on its channel and XADD it to the channel's stream, in order."""
+def publish_and_xadd(channels: Sequence[str], payloads: Sequence[bytes],
+                     publish: Sequence[bool] | None = None) -> bytes:
+    """PUBLISH each payload on its channel and XADD it to the channel's stream, in order.
+
+    `publish` (a retry of refused commands): PUBLISH only the payloads flagged True, XADD all."""
     parts: list[bytes] = []
     add = parts.extend
     prefixes = _PREFIXES
+    if publish is not None:
+        for channel, payload, again in zip(channels, payloads, publish):
+            pub, xadd = prefixes[channel]
+            size = b"%d\r\n" % len(payload)
+            add((pub, size, payload, CRLF) if again else ())
+            add((xadd, size, payload, CRLF))
+        return b"".join(parts)
     for channel, payload in zip(channels, payloads):
         publish, xadd = prefixes[channel]
         size = b"%d\r\n" % len(payload)

@@ -11,6 +11,13 @@ its instrument; two identical payloads in one unconfirmed batch (a packet repeat
 frame) could make one of them count as applied. If Redis restarts empty, everything
 unconfirmed is resent. Pub/sub is lossy by nature: a resent event may be published twice.
 
+Commands Redis refuses (OOM under `maxmemory` with `noeviction`, READONLY on a replica, LOADING
+after a restart) are not sent: the events whose XADD was refused go back to the front of the
+outbox, in order, and are sent again after a backoff pause (with PUBLISH only where that was
+refused too), so what Redis accepted is never duplicated. Refusals are counted and the health
+record says Redis is refusing until a send goes through whole. A refused HSET of `dhan:latest`
+is not repeated on its own: the next accepted batch rewrites those fields.
+
 The outbox is bounded (events); on overflow the OLDEST unsent batches are dropped and counted
 (the raw capture on disk still has them for replay), so a long Redis outage costs a counted
 hole rather than the feed's memory.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
@@ -38,6 +46,7 @@ log = logging.getLogger(__name__)
 class Batch:
     channels: list[str]
     payloads: list[bytes]
+    publish: list[bool] | None = None  # a retry of refused XADDs: PUBLISH again only where True
 
 
 class RedisUnavailable(ConnectionError):
@@ -63,8 +72,10 @@ class RedisSink:
         self.sent_events = 0
         self.dropped_events = 0
         self.dropped_batches = 0
-        self.failed_batches = 0     # rejected by Redis itself (not retried: a retry cannot help)
+        self.refused_commands = 0   # commands Redis answered with an error (their events retried)
+        self.refusing: str | None = None  # Redis's error while it refuses events, else None
         self.connected = False
+        self.down_since: float | None = time.monotonic()  # when the sender lost Redis (None: up)
         self.outages = 0
         self._wake = asyncio.Event()
         self._closing = False
@@ -121,9 +132,15 @@ class RedisSink:
                 await self._wake.wait()
                 continue
             try:
-                await self._send_front()
+                accepted = await self._send_front()
             except (OSError, RedisUnavailable, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
                 await self._lost(exc)
+                continue
+            if not accepted:
+                try:
+                    await asyncio.wait_for(self._stopped.wait(), self.backoff.next_delay())
+                except asyncio.TimeoutError:
+                    pass
         self._drop_connection()
 
     async def close(self, timeout: float = 10.0) -> bool:
@@ -140,46 +157,88 @@ class RedisSink:
         self._wake.set()
         return not self.outbox
 
-    async def _send_front(self) -> None:
+    async def _send_front(self) -> bool:
+        """Send the front of the outbox; False when Redis refused some of it (kept for a retry)."""
         take, events, parts, replies = 0, 0, [], 0
+        hsets: list[bool] = []
         for batch in self.outbox:
             if take and events + len(batch.payloads) > self.coalesce_events:
                 break
-            parts.append(resp.publish_and_xadd(batch.channels, batch.payloads))
-            replies += 2 * len(batch.payloads)
+            if batch.publish is None:
+                parts.append(resp.publish_and_xadd(batch.channels, batch.payloads))
+                replies += 2 * len(batch.payloads)
+            else:
+                parts.append(resp.publish_and_xadd(batch.channels, batch.payloads, batch.publish))
+                replies += len(batch.payloads) + sum(batch.publish)
             latest = self._latest.latest(batch.channels, batch.payloads)
             if latest:
                 parts.append(resp.hset(bus.LATEST_HASH, latest))
                 replies += 1
+            hsets.append(bool(latest))
             events += len(batch.payloads)
             take += 1
         self.inflight = take
         assert self._writer is not None
         self._writer.write(b"".join(parts))
         await self._writer.drain()
-        results = await asyncio.wait_for(self._replies(replies), self.reply_timeout)
-        self._check(results)
+        refused = await asyncio.wait_for(self._replies(replies), self.reply_timeout)
+        if refused:
+            self._requeue_refused(take, hsets, refused)
+            return False
         for _ in range(take):
             done = self.outbox.popleft()
             self.buffered -= len(done.payloads)
         self.inflight = 0
         self.sent_events += events
+        if self.refusing is not None:
+            log.warning("Redis accepts events again (%d commands were refused in all)", self.refused_commands)
+            self.refusing = None
+            self.backoff.reset()
+        return True
 
-    def _check(self, results: list) -> None:
-        """Count batches Redis refused (EXECABORT, or errors inside EXEC): logged, not retried."""
-        for item in results:
-            failed = isinstance(item, hiredis.ReplyError) or (
-                isinstance(item, list) and any(isinstance(x, hiredis.ReplyError) for x in item))
-            if failed:
-                self.failed_batches += 1
-                errors = item if not isinstance(item, list) else [x for x in item if isinstance(x, hiredis.ReplyError)]
-                log.error("Redis rejected part of a batch: %s", str(errors)[:300])
+    def _requeue_refused(self, take: int, hsets: list[bool], refused: dict[int, object]) -> None:
+        """Replace the `take` batches just sent by one batch of the events whose XADD Redis refused,
+        in their order; what Redis accepted is done and never sent again."""
+        channels: list[str] = []
+        payloads: list[bytes] = []
+        publish: list[bool] = []
+        stored = position = 0
+        for k in range(take):
+            batch = self.outbox.popleft()
+            self.buffered -= len(batch.payloads)
+            flags = batch.publish
+            for j, (channel, payload) in enumerate(zip(batch.channels, batch.payloads)):
+                published = True
+                if flags is None or flags[j]:
+                    published = position not in refused
+                    position += 1
+                if position in refused:
+                    channels.append(channel)
+                    payloads.append(payload)
+                    publish.append(not published)
+                else:
+                    stored += 1
+                position += 1
+            position += hsets[k]
+        if payloads:
+            self.outbox.appendleft(Batch(channels, payloads, publish))
+            self.buffered += len(payloads)
+        self.inflight = 0
+        self.sent_events += stored
+        self.refused_commands += len(refused)
+        error = str(next(iter(refused.values())))
+        if self.refusing is None:
+            log.error("Redis refuses the feed's commands (%s); %d events kept for retry, in order, "
+                      "with backoff (%d buffered)", error, len(payloads), self.buffered)
+        self.refusing = error
 
-    async def _replies(self, count: int) -> list:
+    async def _replies(self, count: int) -> dict[int, object]:
+        """Read `count` replies; the refused ones (Redis errors) by their position."""
         assert self._reader is not None
         parser = hiredis.Reader()
-        top: list = []
-        while len(top) < count:
+        refused: dict[int, object] = {}
+        seen = 0
+        while seen < count:
             reply = parser.gets()
             if reply is False:
                 data = await self._reader.read(1 << 16)
@@ -187,11 +246,10 @@ class RedisSink:
                     raise RedisUnavailable("Redis closed the connection")
                 parser.feed(data)
                 continue
-            if isinstance(reply, (hiredis.ReplyError, list)) or reply is None:
-                top.append(reply)
-            else:
-                top.append(None)  # +OK / +QUEUED: nothing to check
-        return [r for r in top if r is not None]
+            if isinstance(reply, hiredis.ReplyError):
+                refused[seen] = reply
+            seen += 1
+        return refused
 
     async def _command(self, *args) -> object:
         assert self._writer is not None
@@ -225,6 +283,7 @@ class RedisSink:
         if self.outages:
             log.info("Redis is back (%s); sending %d buffered events", mask_url(self.url), self.buffered)
         self.connected = True
+        self.down_since = None
         self.backoff.connected(asyncio.get_running_loop().time())
 
     async def _skip_applied(self) -> None:
@@ -250,6 +309,8 @@ class RedisSink:
             else:
                 cut = applied
                 del batch.channels[:cut], batch.payloads[:cut]
+                if batch.publish is not None:
+                    del batch.publish[:cut]
             applied -= cut
             self.buffered -= cut
             self.sent_events += cut
@@ -261,6 +322,8 @@ class RedisSink:
                         type(exc).__name__, exc, self.buffered)
         if self.connected or self.outages == 0:
             self.outages += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         self.connected = False
         self.unconfirmed = max(self.unconfirmed, self.inflight)
         self.inflight = 0

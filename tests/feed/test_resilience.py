@@ -108,10 +108,12 @@ def test_health_record_while_running(redis_url, redis_client):
     with ScriptedServer(script) as server:
         run_feed(server.url, redis_url, until=healthy)
     record = seen[-1]
-    assert record["state"] == "running" and record["pid"] == os.getpid()
+    assert record["state"] == "streaming" and record["pid"] == os.getpid()
+    assert bus.assess_health(record) == (True, None)
     for key in ("connections", "instruments", "frames_per_s", "last_frame_age_s", "reconnects",
-                "malformed", "queue_depth"):
+                "malformed", "queue_depth", "redis_refused_commands", "capture"):
         assert key in record
+    assert record["capture"] == "off"
     assert record["connections"] == 1 and record["instruments"] == 2
     assert 0 < redis_client.ttl(bus.health_key(SERVICE)) <= bus.HEALTH_TTL_S
 
