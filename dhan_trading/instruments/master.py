@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 import urllib.error
 import urllib.request
@@ -69,10 +70,17 @@ class MasterParse:
     instruments: list[Instrument] = field(default_factory=list)
     bad_rows: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)  # a few bad rows' descriptions, for the log
+    unknown_ticks: list[str] = field(default_factory=list)  # rows whose tick fell back to UNKNOWN_TICK
 
     @property
     def bad_count(self) -> int:
         return sum(self.bad_rows.values())
+
+
+def usable_tick(tick: float | None) -> bool:
+    """A tick prices can be rounded to: finite and above zero (0 would divide by zero, NaN or a
+    negative tick would turn every price into null)."""
+    return tick is not None and 0 < tick < math.inf
 
 
 def tick_to_rupees(raw: str, is_index: bool) -> float:
@@ -82,10 +90,10 @@ def tick_to_rupees(raw: str, is_index: bool) -> float:
     currency rows legitimately go below one paisa, `0.2500` -> 0.0025). Index rows are the
     exception and carry rupees (`0.0500`); no index ticks in whole paise below one, so on an
     index row a value below 1 is read as rupees and anything else as paise (in case Dhan fixes
-    the quirk). A blank, zero or negative tick is unknown and becomes Rs 0.01.
+    the quirk). A blank, zero, negative or non-finite tick is unknown and becomes Rs 0.01.
     """
     value = float(raw) if raw.strip() else 0.0
-    if value <= 0:
+    if not usable_tick(value):
         return UNKNOWN_TICK
     if is_index and value < 1:
         return value
@@ -176,6 +184,7 @@ def parse_master(lines: Iterable[str]) -> MasterParse:
             is_option = option in OPTION_TYPES
             is_index = segment == "IDX_I"
             lot = row[c_lot].strip()
+            tick = row[c_tick]
             out.append(Instrument(
                 exchange_segment=segment,
                 security_id=int(row[c_id]),
@@ -189,9 +198,11 @@ def parse_master(lines: Iterable[str]) -> MasterParse:
                 strike=float(row[c_strike]) if is_option else None,
                 option_type=option if is_option else None,
                 lot_size=int(float(lot)) if lot else 1,
-                tick_size=tick_to_rupees(row[c_tick], is_index),
+                tick_size=tick_to_rupees(tick, is_index),
                 expiry_flag=row[c_flag].strip(),
             ))
+            if not usable_tick(float(tick) if tick.strip() else 0.0):
+                result.unknown_ticks.append(f"{segment} {out[-1].security_id} ({symbol}): {tick.strip() or 'blank'}")
         except ValueError as exc:
             result.bad_rows["bad value"] += 1
             if len(result.examples) < 5:
@@ -205,6 +216,10 @@ def _read_text(fh: TextIO, source: str) -> list[Instrument]:
         log.warning("scrip master %s: skipped %d bad row(s) (%s); e.g. %s", mask_url(source),
                     parsed.bad_count, ", ".join(f"{n} {r}" for r, n in parsed.bad_rows.items()),
                     "; ".join(parsed.examples))
+    if parsed.unknown_ticks:
+        log.warning("scrip master %s: %d instrument(s) have no usable tick size, e.g. %s; their prices "
+                    "are rounded to Rs %g instead", mask_url(source), len(parsed.unknown_ticks),
+                    "; ".join(parsed.unknown_ticks[:5]), UNKNOWN_TICK)
     log.info("scrip master %s: %d instruments", mask_url(source), len(parsed.instruments))
     return parsed.instruments
 
@@ -289,8 +304,21 @@ def load_master(settings: Settings, *, today: date | None = None, progress: bool
 
 
 def tick_sizes(instruments: Iterable[Instrument]) -> dict[tuple[str, int], float]:
-    """(exchange_segment, security_id) -> tick in rupees, for rounding prices."""
-    return {i.key: i.tick_size for i in instruments}
+    """(exchange_segment, security_id) -> tick in rupees, for rounding prices. An unusable tick
+    (0, negative, NaN: a bad master row or table row) becomes UNKNOWN_TICK, logged once per call
+    (the feed calls it once per start) with a count and a few examples, not once per packet."""
+    ticks: dict[tuple[str, int], float] = {}
+    bad: list[str] = []
+    for i in instruments:
+        if usable_tick(i.tick_size):
+            ticks[i.key] = i.tick_size
+        else:
+            ticks[i.key] = UNKNOWN_TICK
+            bad.append(f"{i.exchange_segment} {i.security_id} ({i.trading_symbol}): {i.tick_size!r}")
+    if bad:
+        log.warning("%d instrument(s) have no usable tick size, e.g. %s; their prices are rounded to "
+                    "Rs %g instead", len(bad), "; ".join(bad[:5]), UNKNOWN_TICK)
+    return ticks
 
 
 # ---- database -------------------------------------------------------------------------------
@@ -361,7 +389,7 @@ def load_instruments(engine: Engine, since: datetime | None = None) -> list[Inst
         custom_symbol=r["custom_symbol"] or "", underlying=r["underlying"] or "",
         expiry=r["expiry"], strike=float(r["strike"]) if r["strike"] is not None else None,
         option_type=r["option_type"], lot_size=int(r["lot_size"] or 1),
-        tick_size=float(r["tick_size"]) if r["tick_size"] else UNKNOWN_TICK,
+        tick_size=float(r["tick_size"]) if usable_tick(r["tick_size"]) else UNKNOWN_TICK,
         expiry_flag=r["expiry_flag"] or "") for r in rows]
 
 

@@ -77,6 +77,7 @@ class TickTable:
         ticks = ticks or {}
         keys = np.array([instrument_key(seg, sid) for seg, sid in ticks], dtype=np.uint64)
         values = np.array(list(ticks.values()), dtype=np.float64)
+        values[~((values > 0) & np.isfinite(values))] = DEFAULT_TICK  # 0, < 0, NaN: prices stay real
         order = np.argsort(keys)
         self.keys, self.values = keys[order], values[order]
 

@@ -43,6 +43,8 @@ def decode_depth_frame(frame: bytes | str, recv_ts: int,
         elif code in (DEPTH_BID, DEPTH_ASK) and (length - DEPTH_HEADER.size) % DEPTH_LEVEL.size == 0:
             name = segment_name(seg)
             tick = ticks.get((name, sid), DEFAULT_TICK)
+            if not 0 < tick < math.inf:  # a bad master tick must not divide by zero or null prices
+                tick = DEFAULT_TICK
             raw = list(DEPTH_LEVEL.iter_unpack(frame[off + DEPTH_HEADER.size:off + length]))
             if all(math.isfinite(p / tick) for p, _, _ in raw):  # NaN, inf, or too big to snap
                 sides.append((name, sid, code, [[_snap(p, tick), q, o] for p, q, o in raw]))
