@@ -39,10 +39,10 @@ class Constituents:
 
     def stale_warning(self, today: date) -> str | None:
         """A sentence when the file is older than STALE_AFTER on `today` (IST), else None."""
-        age = (today - self.as_of).days
-        if today - self.as_of <= STALE_AFTER:
+        age = today - self.as_of
+        if age <= STALE_AFTER:
             return None
-        return (f"the Nifty 50 constituents file {self.path} is as of {self.as_of} ({age} days old, more "
+        return (f"the Nifty 50 constituents file {self.path} is as of {self.as_of} ({age.days} days old, more "
                 f"than {STALE_AFTER.days}): NSE reviews the index every March and September, so its "
                 "list or weights may be out of date; point DHAN_NIFTY50_CSV at a current file "
                 "(format in docs/INSTRUMENTS.md)")
@@ -111,9 +111,8 @@ def parse_constituents(text: str, path: Path | None = None) -> Constituents:
         problems.append(f"the weights sum to {total:.2f}, not 100 (within {WEIGHT_SUM_TOLERANCE})")
     if header_seen and not rows:
         problems.append("no constituents below the header")
-    if problems:
+    if problems or as_of is None:
         raise ConfigError(f"{where} cannot be used (DHAN_NIFTY50_CSV): " + "; ".join(problems))
-    assert as_of is not None
     return Constituents(as_of=as_of, source=source, weights=weights, companies=companies, path=path,
                         metadata=meta)
 
