@@ -112,3 +112,13 @@ def test_the_launcher_logs_the_warnings(settings_env, master, monkeypatch, caplo
         feed = launcher.build_feed(settings_env(DHAN_FEED_URL="ws://127.0.0.1:9"), args)
     assert feed.instruments == 179
     assert "Nifty 50 constituents file" in caplog.text and "days old" in caplog.text
+
+
+@pytest.mark.parametrize("text, piece", [
+    ("# as_of: 2026-01-01\n# source: x\n\n", "no header line 'symbol,company,weight'"),
+    ("# as_of: 2026-01-01\n# source: x\nsymbol,company,weight\n", "no constituents below the header"),
+    ("# as_of: 2026-01-01\n# source: x\nsymbol,company,weight\n,Nameless,100\n", "line 4: no symbol"),
+])
+def test_files_without_constituents_are_refused(text, piece):
+    with pytest.raises(ConfigError, match=piece):
+        parse_constituents(text)
