@@ -44,7 +44,8 @@ def _health_text(st: ServiceStatus) -> str:
         return f"[yellow]?[/yellow] {st.problem}" if st.problem and st.state == RUNNING else ""
     if not st.healthy:
         return f"[red]UNHEALTHY[/red] {word}: {st.problem}".replace(" :", ":")
-    return f"[green]ok[/green] {word}".strip()
+    detail = (st.health or {}).get("detail")  # e.g. the feed's "waiting for session at 09:00 IST ..."
+    return " ".join(x for x in ("[green]ok[/green]", word, f"({detail})" if detail else "") if x)
 
 
 def _status_table(statuses: list[ServiceStatus], services: dict[str, Service]) -> Table:

@@ -69,6 +69,10 @@ def test_start_all_outside_hours_succeeds_and_status_json_tells_the_truth(closed
         assert feed["depends_on"] == ["redis"] and feed["restarts"] == 0 and feed["uptime_s"] > 0
         assert 0 <= feed["health_age_s"] < 5 and feed["available"] and feed["unavailable_reason"] is None
         assert report["redis"]["state"] == "RUNNING" and report["redis"]["healthy"] is True
+        text = subprocess.run([sys.executable, "-m", "dhan_trading", "services", "status", "fno_feed"],
+                              env={**os.environ, **closed_env, "PYTHONPATH": str(REPO)}, cwd="/",
+                              capture_output=True, text=True, timeout=60).stdout
+        assert "RUNNING" in text and "ok waiting_for_session" in text, text
         chart = report["tick_chart"]
         assert (chart["state"], chart["pid"], chart["healthy"], chart["uptime_s"]) == ("STOPPED", None, None, None)
     finally:
