@@ -30,13 +30,28 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The suite's programs that are not subcommands (DESIGN §3.1), listed by --help too.
+PROGRAMS: tuple[tuple[str, str], ...] = (
+    ("python launch_dhan_control_center.py", "the Qt control center"),
+    ("python launch_fno_feed.py [--force] [--mcx]", "the F&O feed"),
+    ("python display_fno_instruments.py", "the instrument universe the feed would subscribe"),
+    ("python -m dhan_trading.subscribers.fno_db_writer", "the batching DB writer"),
+    ("python -m dhan_trading.scheduler.market_scheduler [--plan DATE --json]", "the market scheduler"),
+    ("python -m dhan_trading.visualizers.NAME", "volume_profile, market_breadth, tick_chart, "
+     "volume_profile_chart, quote_visualizer (terminal)"),
+    ("python -m dhan_trading.services.monitor", "the FNO Services Monitor window"),
+    ("python -m dhan_trading.test_all_services", "is the running system healthy? (exit 0 if so)"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
         prog="python -m dhan_trading",
         description="Dhan Trading System. Run `python -m dhan_trading COMMAND --help` for a command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items()))
+        epilog="commands:\n" + "\n".join(f"  {name:<12} {text}" for name, (_, text) in COMMANDS.items())
+        + "\n\nother programs of the suite:\n" + "\n".join(f"  {cmd}\n      {text}" for cmd, text in PROGRAMS))
     parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER)
     if not argv:  # no command: show what there is (exit 2, a usage error, for scripts)
