@@ -140,7 +140,7 @@ class Supervisor:
         started_at = st.pid_create_time if running else None
         health, healthy, problem = None, None, None
         if state == RUNNING:
-            health, healthy, problem = self._health(svc, started_at)
+            health, healthy, problem = self._health(svc, st.pid if running else None, started_at)
         elif state in (FATAL, BACKOFF):
             healthy, problem = False, message  # it cannot do its job, and the runner says why
         return ServiceStatus(svc.id, svc.title, state, svc.available, st.pid if running else None,
@@ -151,7 +151,8 @@ class Supervisor:
     def statuses(self) -> list[ServiceStatus]:
         return [self.status(i) for i in self.order]
 
-    def _health(self, svc: Service, started_at: float | None) -> tuple[dict | None, bool | None, str | None]:
+    def _health(self, svc: Service, pid: int | None,
+                started_at: float | None) -> tuple[dict | None, bool | None, str | None]:
         """(record, healthy, problem) of a RUNNING service, judged by bus.assess_health."""
         if svc.health == "process":
             return None, True, None
@@ -162,11 +163,17 @@ class Supervisor:
         except Exception as exc:  # noqa: BLE001 - any Redis failure just means "health unknown"
             return None, None, f"health unknown: {type(exc).__name__}: {exc}"
         healthy, problem = bus.assess_health(record)
+        up = time.time() - started_at if started_at else 0.0
         if record is None:
-            up = time.time() - started_at if started_at else 0.0
             if up < self.heartbeat_grace:
                 return None, None, f"no heartbeat yet (started {up:.0f} s ago)"
             return None, False, f"no heartbeat for {up:.0f} s since it started"
+        if healthy and pid is not None and record.get("pid") not in (None, pid):
+            # a record left by the run before this one, or another instance under the same id
+            if up < self.heartbeat_grace:
+                return record, None, f"no heartbeat yet from pid {pid} (the record is pid {record.get('pid')}'s)"
+            return record, False, (f"the heartbeat comes from pid {record.get('pid')}, not from this service's "
+                                   f"pid {pid}: another instance publishes under {svc.id}")
         return record, healthy, problem
 
     # ---- ordering ------------------------------------------------------------------------------

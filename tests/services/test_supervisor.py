@@ -151,6 +151,7 @@ def test_status_judges_real_heartbeats_healthy_unhealthy_stale_and_missing(lab, 
         assert sup.start(s.id).state == "RUNNING"
     stale = bus.heartbeat("frozen", "streaming", True)
     stale["ts"] -= 60  # a publisher whose loop hung: the key lives on, its time does not move
+    stale["pid"] = sup.status("frozen").pid
     bus.publish_health(redis_client, stale)
     deadline = time.monotonic() + 10
     while sup.status("sick").health is None and time.monotonic() < deadline:
@@ -161,6 +162,12 @@ def test_status_judges_real_heartbeats_healthy_unhealthy_stale_and_missing(lab, 
     assert (sick.state, sick.healthy, sick.problem) == ("RUNNING", False, "sick is db_down")
     assert frozen.healthy is False and re.fullmatch(r"heartbeat is 6\d s old", frozen.problem)
     assert silent.healthy is False and "no heartbeat" in silent.problem
+    impostor = bus.heartbeat("silent", "streaming", True)  # e.g. a second feed started by hand
+    impostor["pid"] = os.getpid()
+    bus.publish_health(redis_client, impostor)
+    silent = sup.status("silent")
+    assert silent.healthy is False and "another instance" in silent.problem
+    redis_client.delete(bus.health_key("silent"))
     patient = make_supervisor(services, health_client=redis_client)  # default 30 s grace
     assert patient.status("silent").healthy is None and "no heartbeat yet" in patient.status("silent").problem
     blind = make_supervisor(services)  # no Redis to ask: unknown, never "healthy"
