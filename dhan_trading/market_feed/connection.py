@@ -109,6 +109,8 @@ class FeedConnection:
                     # Subscribe while already receiving: a server that answers the handshake with
                     # a disconnect packet (expired token, no plan) must be heard, not missed.
                     subscribing = asyncio.create_task(self._subscribe(ws))
+                    subscribing.add_done_callback(  # a failed subscribe ends this connection now
+                        lambda t: t.cancelled() or t.exception() is None or ws.transport.abort())
                     self.connected = True
                     self._data_mark = self.stats.frames - self.stats.disconnect_packets
                     self.stats.connects += 1
@@ -123,6 +125,8 @@ class FeedConnection:
                         stalled = await self._receive(ws)
                     finally:
                         subscribing.cancel()
+                    if subscribing.done() and not subscribing.cancelled() and subscribing.exception():
+                        raise subscribing.exception()  # retried if it is a connection error, else loud
             except (InvalidURI, InvalidProxy) as exc:
                 # No retry can fix the address itself: stop, say which setting to change.
                 self.stats.last_error = f"{type(exc).__name__}: {exc.msg}"

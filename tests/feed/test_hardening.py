@@ -66,7 +66,7 @@ def streaming_script(frames):
 
 
 # ---- item 2: dead tasks ---------------------------------------------------------------------
-def _break(feed: Feed, task: str) -> None:
+def _break(feed: Feed, task: str, where: str) -> None:
     def boom_sync(*_):
         raise RuntimeError(f"boom in {task}")
 
@@ -87,17 +87,20 @@ def _break(feed: Feed, task: str) -> None:
         feed.sink._send_front = boom_async
     elif task == "health":
         feed._housekeeping = boom_sync
+    elif where == "subscribe":
+        feed.connections[0]._subscribe = boom_async
     else:
         feed.connections[0]._receive = boom_async
 
 
-@pytest.mark.parametrize("task", ["publisher", "redis-sink", "health", "feed#0"])
-def test_a_dead_task_stops_the_feed_as_failed_with_its_traceback(task, redis_url, redis_client, caplog):
+@pytest.mark.parametrize("task, where", [("publisher", ""), ("redis-sink", ""), ("health", ""),
+                                         ("feed#0", "receive"), ("feed#0", "subscribe")])
+def test_a_dead_task_stops_the_feed_as_failed_with_its_traceback(task, where, redis_url, redis_client, caplog):
     caplog.set_level(logging.INFO)
     with ScriptedServer(streaming_script([full(1000, 1), full(2000, 2)])) as server:
         feed = make_feed(server.url, redis_url)
-        _break(feed, task)
-        took = drive(feed, timeout=20)
+        _break(feed, task, where)
+        took = drive(feed, timeout=30)
     assert took < 10, "the feed lived on without its task"
     assert feed.failed and task in feed.failed and f"boom in {task}" in feed.failed
     logged = [r for r in caplog.records if r.levelno == logging.CRITICAL and task in r.getMessage()]
