@@ -155,7 +155,7 @@ class Supervisor:
                 started_at: float | None) -> tuple[dict | None, bool | None, str | None]:
         """(record, healthy, problem) of a RUNNING service, judged by bus.assess_health."""
         if svc.health == "process":
-            return None, True, None
+            return (None, True, None) if pid else (None, False, "its process is gone")
         if self.health_client is None:
             return None, None, "health unknown: Redis is not reachable from here"
         try:
