@@ -171,6 +171,8 @@ class DbWriter:
                 if not groups_ready:
                     self.ensure_groups()
                     groups_ready = True
+                    if self.stats.state == "starting":
+                        self.stats.state = "running"
                 self.step()
                 redis_backoff = RETRY_MIN_S
             except redis.ResponseError as exc:
@@ -226,6 +228,7 @@ class DbWriter:
         if not self.batch.count:
             return 500
         due = max(self.batch.started + self.config.flush_ms / 1000, self.db_retry_at)
+        due = min(due, self.next_keep)  # a long outage: wake up to keep our claims
         return max(1, int((due - now) * 1000))
 
     def _flush_due(self) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from dhan_trading import bus
 from writer_harness import (REPO, Publisher, Stored, WriterProcesses, assert_exactly_once, group_pending,
                       wait_until)
-from writer_events import publish, random_events
+from writer_events import publish, publish_raw, random_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.slow]
 
@@ -199,3 +199,48 @@ def test_sqlite_locked_for_a_while_loses_nothing(writers, redis_client, stored, 
         holder["conn"].close()
 
     _outage_test(writers, redis_client, stored, lock, unlock)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_counters_stay_exact_through_a_30_s_outage_longer_than_the_claim_idle_time(
+        writers, redis_client, stored, db_url):
+    """The database locked for 30 s, well past the claim idle time (12 s), while writer A holds
+    what it read and writer B, arriving with nothing to do, looks for orphans: nobody may take
+    A's held entries for a dead consumer's (rows, dead letters and acknowledgements counted
+    twice, buffers filled with copies). Every counter must be exact, summed over both."""
+    options = ("--flush-ms", "50", "--batch", "500", "--claim-idle-ms", "12000")
+    a = writers.start("--consumer", "a", *options)
+    first = publish(redis_client, random_events(1000))
+    wait_until(all_stored(redis_client, stored, first), 30, what="events before the outage")
+    conn = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
+    conn.execute("BEGIN EXCLUSIVE")
+    try:
+        poison = [publish_raw(redis_client, bus.STREAM_QUOTES, b"{not json") for _ in range(3)]
+        second = publish(redis_client, random_events(3000, seed=3))
+        wait_until(lambda: group_pending(redis_client) == 3000 + 3, 20,
+                   what="writer a to hold every new entry")
+        b = writers.start("--consumer", "b", *options)
+        wait_until(lambda: bus.read_health(redis_client, "db_writer:b"), 20, what="writer b")
+        time.sleep(30)
+        assert bus.read_health(redis_client, "db_writer:a")["state"] == "db_down"
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+    published = first + second
+    wait_until(all_stored(redis_client, stored, published), 60, interval=0.3, what="recovery")
+    total = len(published) + len(poison)
+
+    def settled():  # both back to running with nothing held (a copy would be flushed by now)
+        records = [bus.read_health(redis_client, f"db_writer:{n}") for n in "ab"]
+        if all(r and r["state"] == "running" and r["buffered"] == 0 for r in records):
+            return records
+    wait_until(settled, 30, what="both writers to settle")
+    time.sleep(2)  # two more heartbeats: counters of anything committed meanwhile
+    records = wait_until(settled, 10, what="both writers to stay settled")
+    sums = tuple(sum(r[k] for r in records) for k in ("rows_total", "poison_total", "acked_total"))
+    assert sums == (len(published), len(poison), total), records
+    assert sorted(f[b"id"] for _, f in redis_client.xrange(bus.STREAM_DEAD_LETTER)) == sorted(poison)
+    for proc in (a, b):
+        proc.terminate()
+        assert proc.wait(10) == 0
+    assert_exactly_once(stored, published)
