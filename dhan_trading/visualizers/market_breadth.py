@@ -3,7 +3,7 @@ each constituent and a heatmap by weight.
 
 `python -m dhan_trading.visualizers.market_breadth [--screenshot FILE --after S]`
 
-Two halves, as every window: `BreadthModel` (no Qt) folds quote, ticker and prev_close events
+Two halves, as every window: `BreadthModel` (uses no Qt) folds quote, ticker and prev_close events
 into `analytics.breadth.Breadth` and keeps the index's line; `MarketBreadthWindow` draws the
 model from the repaint timer. Inputs:
 
@@ -28,12 +28,21 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Iterable, Mapping, Sequence
 
+import pyqtgraph as pg
+from PyQt6.QtCore import QEvent, QRectF, Qt
+from PyQt6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
+from PyQt6.QtWidgets import QFrame, QGridLayout, QLabel, QSplitter, QToolTip, QVBoxLayout, QWidget
+
 from .. import bus
 from ..analytics.breadth import (VWAP_TICK, Breadth, BreadthSnapshot, ContributionCheck,
                                  check_contributions, compare_prices)
 from ..analytics.clock import IST_OFFSET_S, bucket_start
 from ..analytics.volume import valid_price
 from ..config import NIFTY50_CSV, ConfigError, Settings
+from ..gui import bridge, theme
+from ..gui.catalog import Catalog
+from ..gui.crosshair import Crosshair
+from ..gui.window import LiveWindow
 from ..instruments.master import Instrument
 from ..instruments.nifty50 import Constituents, read_constituents
 from ..scheduler.calendar import IST, ist_today
@@ -412,467 +421,453 @@ def _price(value) -> float | None:
 
 
 # ---- the window ----------------------------------------------------------------------------
-def _make_window_class():
-    """The Qt classes, built on first use so the model above imports without Qt."""
-    import pyqtgraph as pg
-    from PyQt6.QtCore import QEvent, QRectF, Qt
-    from PyQt6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPen
-    from PyQt6.QtWidgets import (QFrame, QGridLayout, QLabel, QSplitter, QToolTip, QVBoxLayout,
-                                 QWidget)
+FLAT = "#37474f"  # a heatmap tile at 0 % change
 
-    from ..gui import bridge, theme
-    from ..gui.catalog import Catalog
-    from ..gui.crosshair import Crosshair
-    from ..gui.window import LiveWindow
 
-    def mix(a: str, b: str, t: float) -> QColor:
-        ca, cb = QColor(a), QColor(b)
-        t = max(0.0, min(1.0, t))
-        return QColor(round(ca.red() + (cb.red() - ca.red()) * t), round(ca.green() + (cb.green() - ca.green()) * t),
-                      round(ca.blue() + (cb.blue() - ca.blue()) * t))
+def mix(a: str, b: str, t: float) -> QColor:
+    """The colour `t` of the way from `a` to `b` (t clamped to 0..1)."""
+    ca, cb = QColor(a), QColor(b)
+    t = max(0.0, min(1.0, t))
+    return QColor(round(ca.red() + (cb.red() - ca.red()) * t), round(ca.green() + (cb.green() - ca.green()) * t),
+                  round(ca.blue() + (cb.blue() - ca.blue()) * t))
 
-    flat = "#37474f"
 
-    def tile_colour(change: float | None) -> QColor:
-        if change is None:
-            return QColor(theme.PANEL)
-        end = theme.UP if change > 0 else theme.DOWN
-        return mix(flat, end, math.sqrt(abs(change) / PCT_SCALE))  # sqrt: a quiet day still shows
+def tile_colour(change: float | None) -> QColor:
+    """Grey at 0, towards green or red with the square root of |change| (full at PCT_SCALE)."""
+    if change is None:
+        return QColor(theme.PANEL)
+    end = theme.UP if change > 0 else theme.DOWN
+    return mix(FLAT, end, math.sqrt(abs(change) / PCT_SCALE))  # sqrt: a quiet day still shows
 
-    class Heatmap(QWidget):
-        """The constituents as a treemap, area by weight, colour by % change; a tooltip per tile."""
 
-        def __init__(self):
-            super().__init__()
-            self.setMouseTracking(True)
-            self.setMinimumHeight(180)
-            self.views: dict[str, StockView] = {}
-            self._tiles: list[Tile] = []
-            self._size = (0, 0)
-            self._weights: list[tuple[str, float]] = []
+class Heatmap(QWidget):
+    """The constituents as a treemap, area by weight, colour by % change; a tooltip per tile."""
 
-        def set_views(self, views: dict[str, StockView]) -> None:
-            weights = [(s, v.weight) for s, v in views.items()]
-            if weights != self._weights:
-                self._weights, self._size = weights, (0, 0)
-            self.views = views
-            self.update()
+    def __init__(self):
+        super().__init__()
+        self.setMouseTracking(True)
+        self.setMinimumHeight(180)
+        self.views: dict[str, StockView] = {}
+        self._tiles: list[Tile] = []
+        self._size = (0, 0)
+        self._weights: list[tuple[str, float]] = []
 
-        def tiles(self) -> list[Tile]:
-            size = (self.width(), self.height())
-            if size != self._size:
-                self._size = size
-                self._tiles = squarify(self._weights, 0, 0, size[0], size[1])
-            return self._tiles
+    def set_views(self, views: dict[str, StockView]) -> None:
+        weights = [(s, v.weight) for s, v in views.items()]
+        if weights != self._weights:
+            self._weights, self._size = weights, (0, 0)
+        self.views = views
+        self.update()
 
-        def tile_at(self, x: float, y: float) -> Tile | None:
-            for tile in self.tiles():
-                if tile.x <= x < tile.x + tile.w and tile.y <= y < tile.y + tile.h:
-                    return tile
-            return None
+    def tiles(self) -> list[Tile]:
+        size = (self.width(), self.height())
+        if size != self._size:
+            self._size = size
+            self._tiles = squarify(self._weights, 0, 0, size[0], size[1])
+        return self._tiles
 
-        def tooltip(self, symbol: str) -> str:
-            v = self.views[symbol]
-            lines = [f"<b>{v.symbol}</b> {v.company}", f"weight {v.weight:.2f}%"]
-            if v.ltp is None:
-                lines.append("no quote yet")
+    def tile_at(self, x: float, y: float) -> Tile | None:
+        for tile in self.tiles():
+            if tile.x <= x < tile.x + tile.w and tile.y <= y < tile.y + tile.h:
+                return tile
+        return None
+
+    def tooltip(self, symbol: str) -> str:
+        v = self.views[symbol]
+        lines = [f"<b>{v.symbol}</b> {v.company}", f"weight {v.weight:.2f}%"]
+        if v.ltp is None:
+            lines.append("no quote yet")
+        else:
+            lines.append(f"LTP {v.ltp:,.2f}")
+            lines.append(f"change {v.change_pct:+.2f}% (prev close {v.prev_close:,.2f})" if v.change_pct is not None
+                         else "change —, no previous close yet")
+            lines.append(f"points {v.points:+.2f}" if v.points is not None else "points —")
+            where = {1: "above", -1: "below", 0: "at"}.get(v.vs_vwap)
+            lines.append(f"{where} VWAP {v.atp:,.2f}" if where else "VWAP —, no ATP yet")
+        return "<br>".join(lines)
+
+    def event(self, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ToolTip:
+            pos = event.pos()
+            tile = self.tile_at(pos.x(), pos.y())
+            if tile is not None and tile.symbol in self.views:
+                QToolTip.showText(event.globalPos(), self.tooltip(tile.symbol), self)
             else:
-                lines.append(f"LTP {v.ltp:,.2f}")
-                lines.append(f"change {v.change_pct:+.2f}% (prev close {v.prev_close:,.2f})" if v.change_pct is not None
-                             else "change —, no previous close yet")
-                lines.append(f"points {v.points:+.2f}" if v.points is not None else "points —")
-                where = {1: "above", -1: "below", 0: "at"}.get(v.vs_vwap)
-                lines.append(f"{where} VWAP {v.atp:,.2f}" if where else "VWAP —, no ATP yet")
-            return "<br>".join(lines)
+                QToolTip.hideText()
+            return True
+        return super().event(event)
 
-        def event(self, event) -> bool:  # noqa: N802 - Qt's name
-            if event.type() == QEvent.Type.ToolTip:
-                pos = event.pos()
-                tile = self.tile_at(pos.x(), pos.y())
-                if tile is not None and tile.symbol in self.views:
-                    QToolTip.showText(event.globalPos(), self.tooltip(tile.symbol), self)
-                else:
-                    QToolTip.hideText()
-                return True
-            return super().event(event)
+    @staticmethod
+    def _fitting(painter, fonts, text: str, width: float):
+        """The first font in which `text` fits `width`, else None."""
+        for font in fonts:
+            if QFontMetrics(font).horizontalAdvance(text) <= width:
+                return font
+        return None
 
-        @staticmethod
-        def _fitting(painter, fonts, text: str, width: float):
-            """The first font in which `text` fits `width`, else None."""
-            for font in fonts:
-                if QFontMetrics(font).horizontalAdvance(text) <= width:
-                    return font
-            return None
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(theme.BACKGROUND))
+        bold = QFont(self.font())
+        bold.setBold(True)
+        small = QFont(self.font())
+        small.setPointSizeF(max(7.5, self.font().pointSizeF() - 1.5))
+        tiny = QFont(self.font())
+        tiny.setPointSizeF(6.5)
+        for tile in self.tiles():
+            view = self.views.get(tile.symbol)
+            rect = QRectF(tile.x, tile.y, tile.w, tile.h).adjusted(1, 1, -1, -1)
+            painter.fillRect(rect, tile_colour(view.change_pct if view else None))
+            painter.setPen(QPen(QColor(theme.BACKGROUND), 1))
+            painter.drawRect(rect)
+            painter.setPen(QColor(theme.TEXT if view and view.ltp is not None else theme.MUTED))
+            change = "—" if view is None or view.change_pct is None else f"{view.change_pct:+.2f}%"
+            name_font = self._fitting(painter, (bold, small, tiny), tile.symbol, rect.width() - 4)
+            if name_font is None or rect.height() < 14:
+                continue  # too small to label: the tooltip still names it
+            two_lines = rect.height() >= 2 * QFontMetrics(name_font).height() + 2 and \
+                QFontMetrics(small).horizontalAdvance(change) <= rect.width() - 4
+            if two_lines:
+                painter.setFont(name_font)
+                painter.drawText(rect.adjusted(0, 0, 0, -rect.height() / 2 + 1),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, tile.symbol)
+                painter.setFont(small)
+                painter.drawText(rect.adjusted(0, rect.height() / 2 + 1, 0, 0),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, change)
+            else:
+                painter.setFont(name_font)
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, tile.symbol)
+        painter.end()
 
-        def paintEvent(self, _event) -> None:  # noqa: N802 - Qt's name
-            painter = QPainter(self)
-            painter.fillRect(self.rect(), QColor(theme.BACKGROUND))
-            bold = QFont(self.font())
-            bold.setBold(True)
-            small = QFont(self.font())
-            small.setPointSizeF(max(7.5, self.font().pointSizeF() - 1.5))
-            tiny = QFont(self.font())
-            tiny.setPointSizeF(6.5)
-            for tile in self.tiles():
-                view = self.views.get(tile.symbol)
-                rect = QRectF(tile.x, tile.y, tile.w, tile.h).adjusted(1, 1, -1, -1)
-                painter.fillRect(rect, tile_colour(view.change_pct if view else None))
-                painter.setPen(QPen(QColor(theme.BACKGROUND), 1))
-                painter.drawRect(rect)
-                painter.setPen(QColor(theme.TEXT if view and view.ltp is not None else theme.MUTED))
-                change = "—" if view is None or view.change_pct is None else f"{view.change_pct:+.2f}%"
-                name_font = self._fitting(painter, (bold, small, tiny), tile.symbol, rect.width() - 4)
-                if name_font is None or rect.height() < 14:
-                    continue  # too small to label: the tooltip still names it
-                two_lines = rect.height() >= 2 * QFontMetrics(name_font).height() + 2 and \
-                    QFontMetrics(small).horizontalAdvance(change) <= rect.width() - 4
-                if two_lines:
-                    painter.setFont(name_font)
-                    painter.drawText(rect.adjusted(0, 0, 0, -rect.height() / 2 + 1),
-                                     Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, tile.symbol)
-                    painter.setFont(small)
-                    painter.drawText(rect.adjusted(0, rect.height() / 2 + 1, 0, 0),
-                                     Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, change)
-                else:
-                    painter.setFont(name_font)
-                    painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, tile.symbol)
-            painter.end()
 
-    class Stat(QFrame):
-        """A caption above a value in the header."""
+class Stat(QFrame):
+    """A caption above a value in the header."""
 
-        def __init__(self, caption: str, tip: str):
-            super().__init__()
-            self.setObjectName("stat")
-            self.setStyleSheet(f"QFrame#stat {{ background: {theme.PANEL}; border-radius: 4px; }}")
-            layout = QVBoxLayout(self)
-            layout.setContentsMargins(8, 3, 8, 3)
-            layout.setSpacing(0)
-            self.caption = QLabel(caption)
-            self.caption.setStyleSheet(f"color: {theme.MUTED}; font-size: 8pt;")
-            self.value = QLabel("—")
-            self.value.setStyleSheet(f"color: {theme.TEXT}; font-size: 12pt; font-weight: bold;")
-            layout.addWidget(self.caption)
-            layout.addWidget(self.value)
-            self.setToolTip(tip)
+    def __init__(self, caption: str, tip: str):
+        super().__init__()
+        self.setObjectName("stat")
+        self.setStyleSheet(f"QFrame#stat {{ background: {theme.PANEL}; border-radius: 4px; }}")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 3, 8, 3)
+        layout.setSpacing(0)
+        self.caption = QLabel(caption)
+        self.caption.setStyleSheet(f"color: {theme.MUTED}; font-size: 8pt;")
+        self.value = QLabel("—")
+        self.value.setStyleSheet(f"color: {theme.TEXT}; font-size: 12pt; font-weight: bold;")
+        layout.addWidget(self.caption)
+        layout.addWidget(self.value)
+        self.setToolTip(tip)
 
-        def set_value(self, text: str, colour: str = theme.TEXT) -> None:
-            self.value.setText(text)
-            self.value.setStyleSheet(f"color: {colour}; font-size: 12pt; font-weight: bold;")
+    def set_value(self, text: str, colour: str = theme.TEXT) -> None:
+        self.value.setText(text)
+        self.value.setStyleSheet(f"color: {colour}; font-size: 12pt; font-weight: bold;")
 
-    def hidden_until_moved(cross: Crosshair) -> Crosshair:
-        """No dashed lines at (0, 0) before the mouse is over the chart."""
-        describe = cross.describe
-        items = (cross.v, cross.h, cross.label)
+
+def hidden_until_moved(cross: Crosshair) -> Crosshair:
+    """No dashed lines at (0, 0) before the mouse is over the chart."""
+    describe = cross.describe
+    items = (cross.v, cross.h, cross.label)
+    for part in items:
+        part.hide()
+
+    def show_then_describe(x: float, y: float) -> str:
         for part in items:
-            part.hide()
-
-        def show_then_describe(x: float, y: float) -> str:
-            for part in items:
-                part.show()
-            return describe(x, y)
-        cross.describe = show_then_describe
-        return cross
-
-    STATS = (
-        ("advances", "Advances", "constituents above their previous close (on the tick grid)"),
-        ("declines", "Declines", "constituents below their previous close"),
-        ("unchanged", "Unchanged", "constituents at their previous close"),
-        ("missing", "Missing", "constituents without a last price and a previous close yet"),
-        ("ad_ratio", "A/D ratio", "advances / declines"),
-        ("pct_advancing", "A/(A+D)", "advances as % of the constituents that moved"),
-        ("trin", "TRIN", "(A/D) / (advancing volume / declining volume): below 1 volume favours the advancers"),
-        ("above_vwap", "Above VWAP", "% of the constituents with an ATP whose last price is above it"),
-        ("highs_lows", "New highs / lows", "constituents at a new intraday high / low (above / below their "
-                                            "first price of the day)"),
-        ("index", "NIFTY", "the index (IDX_I 13), its change from the previous close"),
-    )
-
-    class MarketBreadthWindow(LiveWindow):
-        title = "Market breadth"
-        streams = (bus.STREAM_QUOTES, bus.STREAM_TICKS)
-
-        def __init__(self, settings: Settings, initial: str | None = None, *, feed=None,
-                     note: str | None = None):
-            super().__init__(settings, None, feed=feed)
-            self.model: BreadthModel | None = None
-            self.setup_notes: list[str] = [note] if note else []
-            self._previous_future: Future | None = None
-            # The picker is for one instrument; this window always shows the constituents
-            # file's list, so the file (and how old its weights are) stands in its place.
-            self.picker.hide()
-            self.file_label = QLabel("")
-            self.file_label.setStyleSheet(f"color: {theme.MUTED};")
-            self.file_label.setWordWrap(True)
-            self.centralWidget().layout().itemAt(0).layout().insertWidget(1, self.file_label, 1)
-            self.heading.setText("Nifty 50 breadth — loading instruments…")
-
-            header = QGridLayout()
-            header.setSpacing(4)
-            self.stats: dict[str, Stat] = {}
-            for column, (key, caption, tip) in enumerate(STATS):
-                self.stats[key] = Stat(caption, tip)
-                header.addWidget(self.stats[key], 0, column)
-            header.setColumnStretch(len(STATS) - 1, 2)
-            header_widget = QWidget()
-            header_widget.setLayout(header)
-            self.add_body(header_widget, 0)
-
-            date_axis = pg.DateAxisItem(orientation="bottom", utcOffset=0)  # x: IST wall clock as UTC
-            self.ad_plot = pg.PlotWidget(axisItems={"bottom": date_axis})
-            item = self.ad_plot.getPlotItem()
-            item.setTitle("A/D line (advances − declines, per minute) and NIFTY", color=theme.TEXT)
-            item.showGrid(x=True, y=True, alpha=0.25)
-            item.setLabel("left", "A − D", color=theme.VALUE_AREA)
-            item.showAxis("right")
-            item.setLabel("right", "NIFTY", color=theme.ACCENT)
-            self.index_vb = pg.ViewBox()
-            item.scene().addItem(self.index_vb)
-            item.getAxis("right").linkToView(self.index_vb)
-            self.index_vb.setXLink(item.vb)
-            item.vb.sigResized.connect(lambda: self.index_vb.setGeometry(item.vb.sceneBoundingRect()))
-            item.addLine(y=0, pen=pg.mkPen(theme.MUTED, width=1))
-            self.ad_curve = pg.PlotDataItem(pen=pg.mkPen(theme.VALUE_AREA, width=2), stepMode=None)
-            item.addItem(self.ad_curve)
-            self.index_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.ACCENT, width=2))
-            self.index_vb.addItem(self.index_curve)
-            legend = item.addLegend(offset=(10, -10), brush=pg.mkBrush(theme.PANEL + "d0"),
-                                    labelTextColor=theme.TEXT)
-            legend.addItem(self.ad_curve, "A − D (left)")
-            legend.addItem(self.index_curve, "NIFTY (right)")
-            self.ad_cross = hidden_until_moved(Crosshair(item, self._describe_ad))
-
-            self.heatmap = Heatmap()
-            heat_box = QWidget()
-            heat_layout = QVBoxLayout(heat_box)
-            heat_layout.setContentsMargins(0, 0, 0, 0)
-            heat_title = QLabel("Heatmap: area = index weight, colour = % change from the previous close "
-                                f"(full colour at ±{PCT_SCALE:g}%); hover a tile for details")
-            heat_title.setStyleSheet(f"color: {theme.MUTED};")
-            heat_layout.addWidget(heat_title)
-            heat_layout.addWidget(self.heatmap, 1)
-
-            left = QSplitter(Qt.Orientation.Vertical)
-            left.addWidget(self.ad_plot)
-            left.addWidget(heat_box)
-            left.setSizes([380, 420])
-
-            self.points_plot = pg.PlotWidget()
-            pitem = self.points_plot.getPlotItem()
-            pitem.setTitle("Index points by constituent", color=theme.TEXT)
-            pitem.invertY(True)
-            pitem.showGrid(x=True, alpha=0.25)
-            pitem.setMouseEnabled(x=False, y=False)
-            pitem.addLine(x=0, pen=pg.mkPen(theme.MUTED, width=1))
-            self.bars = pg.BarGraphItem(x0=[], y=[], height=0.72, width=[], pen=pg.mkPen(None))
-            pitem.addItem(self.bars)
-            self.points_cross = hidden_until_moved(Crosshair(pitem, self._describe_points))
-            self.points_order: list[tuple[str, float]] = []
-            self.check_label = QLabel("")
-            self.check_label.setWordWrap(True)
-            self.check_label.setStyleSheet(f"color: {theme.TEXT};")
-            right = QWidget()
-            right_layout = QVBoxLayout(right)
-            right_layout.setContentsMargins(0, 0, 0, 0)
-            right_layout.addWidget(self.points_plot, 1)
-            right_layout.addWidget(self.check_label)
-
-            main = QSplitter(Qt.Orientation.Horizontal)
-            main.addWidget(left)
-            main.addWidget(right)
-            main.setSizes([860, 520])
-            self.add_body(main, 1)
-            self.finish_layout()
-            self.resize(1440, 900)
-
-        # ---- LiveWindow ----------------------------------------------------------------
-        def default_instruments(self, catalog: Catalog) -> list[Instrument]:
-            try:
-                constituents, problem = load_constituents(self.settings)
-            except ConfigError as exc:
-                self.setup_notes.append(str(exc))
-                self.dirty = True  # redraw says it (the base class says only "not in the master")
-                return []
-            if problem:
-                self.setup_notes.append(problem)
-            shares = nse_shares(catalog.instruments)
-            index = catalog.get(*INDEX_KEY)
-            self.model = BreadthModel(constituents, shares, index)
-            self._show_file(constituents)
-            return [shares[s] for s in self.model.symbols] + ([index] if index else [])
-
-        def select(self, instruments: list[Instrument]) -> None:
-            super().select(instruments)
-            self.heading.setText(f"Nifty 50 breadth — {len(self.model.symbols) if self.model else 0} "
-                                 "constituents vs NIFTY")
-            self.setWindowTitle(f"{self.title} — Nifty 50")
-            self._previous_future = bridge.background().submit(self._read_previous)
-
-        def reset(self, instruments: list[Instrument]) -> None:
-            if self.model is not None:  # a fresh model for the same lists (the reader starts over)
-                self.model = BreadthModel(self.model.constituents, self.model.shares, self.model.index)
-
-        def apply(self, events: list[dict]) -> None:
-            if self.model is not None:
-                self.model.apply(events)
-
-        def tick(self) -> None:
-            if self._previous_future is not None and self.model is not None and bridge.when_done(
-                    self._previous_future, self._previous_ready, self._previous_failed):
-                self._previous_future = None
-                self.dirty = True
-            super().tick()
-
-        # ---- previous session -----------------------------------------------------------
-        def _read_previous(self):
-            engine = self.feed.engine
-            if engine is None or self.model is None:
-                return {}
-            return previous_session_closes(engine, ist_today(), self.model.keys)
-
-        def _previous_ready(self, closes) -> None:
-            self.model.set_previous(closes)
-
-        def _previous_failed(self, exc: BaseException) -> None:
-            log.info("previous session not read: %s", exc)
-            self.model.set_previous({}, f"database: {type(exc).__name__}")
-
-        # ---- drawing --------------------------------------------------------------------
-        def _show_file(self, constituents: Constituents) -> None:
-            source = "bundled file" if constituents.path == NIFTY50_CSV else str(constituents.path)
-            stale = constituents.stale_warning(ist_today())
-            age = (ist_today() - constituents.as_of).days
-            text = f"{len(constituents.symbols)} constituents, weights as of {constituents.as_of} ({source})"
-            if stale:
-                text += f" — {age} days old, may be out of date"
-            self.file_label.setText(text)
-            self.file_label.setStyleSheet(f"color: {theme.VALUE_AREA if stale else theme.MUTED};")
-            tip = [f"source: {constituents.source}"]
-            if constituents.metadata.get("weights"):
-                tip.append(f"weights: {constituents.metadata['weights']}")
-            if stale:
-                tip.append(stale)
-            self.file_label.setToolTip("\n".join(tip))
-
-        def redraw(self) -> None:
-            model = self.model
-            if model is None:
-                if self.setup_notes:
-                    self.say(" · ".join(self.setup_notes))
-                return
-            snap = model.snapshot()
-            contributions = model.contributions()
-            self._draw_header(model, snap)
-            self._draw_lines(model)
-            self._draw_points(model, contributions)
-            self.heatmap.set_views(model.stock_views(contributions))
-            self.say(" · ".join(self.setup_notes + model.notes()))
-
-        def _draw_header(self, model: BreadthModel, snap: BreadthSnapshot | None) -> None:
-            s = self.stats
-            if snap is None:
-                return
-            s["advances"].set_value(str(snap.advances), theme.UP)
-            s["declines"].set_value(str(snap.declines), theme.DOWN)
-            s["unchanged"].set_value(str(snap.unchanged), theme.NEUTRAL)
-            s["missing"].set_value(str(snap.missing), theme.VALUE_AREA if snap.missing else theme.MUTED)
-            s["ad_ratio"].set_value(fmt_ratio(snap.ad_ratio, "no declines"))
-            s["pct_advancing"].set_value(f"{snap.pct_advancing:.1f}%" if snap.pct_advancing is not None
-                                    else "—, nothing moved")
-            if snap.trin is not None:
-                s["trin"].set_value(f"{snap.trin:.2f}", theme.UP if snap.trin < 1 else theme.DOWN)
-            else:
-                s["trin"].set_value("—, " + ("no declines" if not snap.declines else
-                                        "no advances" if not snap.advances else "no volume"))
-            s["above_vwap"].set_value(f"{snap.pct_above_vwap:.1f}%" if snap.pct_above_vwap is not None
-                                 else "—, no ATP yet")
-            s["highs_lows"].set_value(f"{snap.new_highs} / {snap.new_lows}")
-            prev, _ = model.index_prev_close()
-            if model.index_ltp is None:
-                s["index"].set_value("—, no tick yet")
-            elif prev is None:
-                s["index"].set_value(f"{model.index_ltp:,.2f} (no prev close)")
-            else:
-                move = model.index_ltp - prev
-                s["index"].set_value(f"{model.index_ltp:,.2f}  {fmt_signed(move)} ({move / prev * 100:+.2f}%)",
-                                theme.UP if move > 0 else theme.DOWN if move < 0 else theme.TEXT)
-
-        def _draw_lines(self, model: BreadthModel) -> None:
-            line = model.ad_line()
-            if line:
-                self.ad_curve.setData([m + IST_OFFSET_S for m, _ in line], [v for _, v in line])
-            else:
-                self.ad_curve.setData([], [])
-            if model.index_line:
-                self.index_curve.setData([m + IST_OFFSET_S for m, _ in model.index_line],
-                                         [p for _, p in model.index_line])
-            else:
-                self.index_curve.setData([], [])
-            self.index_vb.enableAutoRange(axis=pg.ViewBox.YAxis)
-
-        def _draw_points(self, model: BreadthModel, contributions: dict[str, float]) -> None:
-            order = sorted(contributions.items(), key=lambda sv: -sv[1])
-            self.points_order = order
-            values = [v for _, v in order]
-            self.bars.setOpts(x0=[min(0.0, v) for v in values], width=[abs(v) for v in values],
-                              y=list(range(len(order))), height=0.72,
-                              brushes=[pg.mkBrush(theme.UP if v > 0 else theme.DOWN if v < 0 else theme.NEUTRAL)
-                                       for v in values])
-            item = self.points_plot.getPlotItem()
-            item.getAxis("left").setTicks([[(i, s) for i, (s, _) in enumerate(order)]])
-            if order:
-                span = max(abs(v) for v in values) or 1.0
-                item.setXRange(min(0.0, min(values)) - 0.05 * span, max(0.0, max(values)) + 0.05 * span, padding=0)
-                item.setYRange(-0.6, len(order) - 0.4, padding=0)
-            base, source = model.points_base()
-            check = model.check(contributions)
-            if base is None:
-                self.check_label.setText("Points wait for a NIFTY price (they are weight × % change × index level).")
-            elif check is None:
-                self.check_label.setText(f"Σ constituents {fmt_signed(sum(values))} pts, scaled by NIFTY's {source} "
-                                         f"{base:,.2f}; the index move is not checked (no previous close of NIFTY).")
-            else:
-                colour = theme.MUTED if abs(check.residual) < 0.1 * max(1.0, abs(check.actual)) else theme.VALUE_AREA
-                self.check_label.setText(
-                    f"Σ constituents <b>{fmt_signed(check.total)}</b> pts · NIFTY moved "
-                    f"<b>{fmt_signed(check.actual)}</b> · residual <b><span style='color:{colour}'>"
-                    f"{fmt_signed(check.residual)}</span></b> (what the weights and the quoted constituents "
-                    f"do not explain)")
-
-        def _describe_ad(self, x: float, _y: float) -> str:
-            model = self.model
-            if model is None:
-                return ""
-            minute = bucket_start(x - IST_OFFSET_S, 60)
-            clock = datetime.fromtimestamp(minute, IST).strftime("%H:%M")
-            parts = [clock]
-            ad = [v for m, v in model.ad_line() if m <= minute]
-            if ad:
-                parts.append(f"A−D {ad[-1]:+d}")
-            index = [p for m, p in model.index_line if m <= minute]
-            if index:
-                parts.append(f"NIFTY {index[-1]:,.2f}")
-            return " · ".join(parts)
-
-        def _describe_points(self, x: float, y: float) -> str:
-            row = round(y)
-            if 0 <= row < len(self.points_order):
-                symbol, points = self.points_order[row]
-                return f"{symbol} {points:+.2f} pts"
-            return f"{x:+.2f} pts"
-
-    return MarketBreadthWindow
+            part.show()
+        return describe(x, y)
+    cross.describe = show_then_describe
+    return cross
 
 
-_WINDOW_CLASS = None
+STATS = (
+    ("advances", "Advances", "constituents above their previous close (on the tick grid)"),
+    ("declines", "Declines", "constituents below their previous close"),
+    ("unchanged", "Unchanged", "constituents at their previous close"),
+    ("missing", "Missing", "constituents without a last price and a previous close yet"),
+    ("ad_ratio", "A/D ratio", "advances / declines"),
+    ("pct_advancing", "A/(A+D)", "advances as % of the constituents that moved"),
+    ("trin", "TRIN", "(A/D) / (advancing volume / declining volume): below 1 volume favours the advancers"),
+    ("above_vwap", "Above VWAP", "% of the constituents with an ATP whose last price is above it"),
+    ("highs_lows", "New highs / lows", "constituents at a new intraday high / low (above / below their "
+                                        "first price of the day)"),
+    ("index", "NIFTY", "the index (IDX_I 13), its change from the previous close"),
+)
 
 
-def window_class():
-    """The Qt window class (imports Qt on first use)."""
-    global _WINDOW_CLASS
-    if _WINDOW_CLASS is None:
-        _WINDOW_CLASS = _make_window_class()
-    return _WINDOW_CLASS
+class MarketBreadthWindow(LiveWindow):
+    title = "Market breadth"
+    streams = (bus.STREAM_QUOTES, bus.STREAM_TICKS)
+
+    def __init__(self, settings: Settings, initial: str | None = None, *, feed=None):
+        super().__init__(settings, None, feed=feed)  # no search: the list is the file's
+        self.model: BreadthModel | None = None
+        self.setup_notes: list[str] = []
+        if initial:
+            self.setup_notes.append(f"this window always shows the Nifty 50 (DHAN_NIFTY50_CSV); "
+                                    f"ignored {initial!r}")
+        self._previous_future: Future | None = None
+        # The picker is for one instrument; this window always shows the constituents
+        # file's list, so the file (and how old its weights are) stands in its place.
+        self.picker.hide()
+        self.file_label = QLabel("")
+        self.file_label.setStyleSheet(f"color: {theme.MUTED};")
+        self.file_label.setWordWrap(True)
+        self.centralWidget().layout().itemAt(0).layout().insertWidget(1, self.file_label, 1)
+        self.heading.setText("Nifty 50 breadth — loading instruments…")
+
+        header = QGridLayout()
+        header.setSpacing(4)
+        self.stats: dict[str, Stat] = {}
+        for column, (key, caption, tip) in enumerate(STATS):
+            self.stats[key] = Stat(caption, tip)
+            header.addWidget(self.stats[key], 0, column)
+        header.setColumnStretch(len(STATS) - 1, 2)
+        header_widget = QWidget()
+        header_widget.setLayout(header)
+        self.add_body(header_widget, 0)
+
+        date_axis = pg.DateAxisItem(orientation="bottom", utcOffset=0)  # x: IST wall clock as UTC
+        self.ad_plot = pg.PlotWidget(axisItems={"bottom": date_axis})
+        item = self.ad_plot.getPlotItem()
+        item.setTitle("A/D line (advances − declines, per minute) and NIFTY", color=theme.TEXT)
+        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setLabel("left", "A − D", color=theme.VALUE_AREA)
+        item.showAxis("right")
+        item.setLabel("right", "NIFTY", color=theme.ACCENT)
+        self.index_vb = pg.ViewBox()
+        item.scene().addItem(self.index_vb)
+        item.getAxis("right").linkToView(self.index_vb)
+        self.index_vb.setXLink(item.vb)
+        item.vb.sigResized.connect(lambda: self.index_vb.setGeometry(item.vb.sceneBoundingRect()))
+        item.addLine(y=0, pen=pg.mkPen(theme.MUTED, width=1))
+        self.ad_curve = pg.PlotDataItem(pen=pg.mkPen(theme.VALUE_AREA, width=2))
+        item.addItem(self.ad_curve)
+        self.index_curve = pg.PlotCurveItem(pen=pg.mkPen(theme.ACCENT, width=2))
+        self.index_vb.addItem(self.index_curve)
+        legend = item.addLegend(offset=(10, -10), brush=pg.mkBrush(theme.PANEL + "d0"),
+                                labelTextColor=theme.TEXT)
+        legend.addItem(self.ad_curve, "A − D (left)")
+        legend.addItem(self.index_curve, "NIFTY (right)")
+        self.ad_cross = hidden_until_moved(Crosshair(item, self._describe_ad))
+
+        self.heatmap = Heatmap()
+        heat_box = QWidget()
+        heat_layout = QVBoxLayout(heat_box)
+        heat_layout.setContentsMargins(0, 0, 0, 0)
+        heat_title = QLabel("Heatmap: area = index weight, colour = % change from the previous close "
+                            f"(full colour at ±{PCT_SCALE:g}%); hover a tile for details")
+        heat_title.setStyleSheet(f"color: {theme.MUTED};")
+        heat_layout.addWidget(heat_title)
+        heat_layout.addWidget(self.heatmap, 1)
+
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.ad_plot)
+        left.addWidget(heat_box)
+        left.setSizes([380, 420])
+
+        self.points_plot = pg.PlotWidget()
+        pitem = self.points_plot.getPlotItem()
+        pitem.setTitle("Index points by constituent", color=theme.TEXT)
+        pitem.invertY(True)
+        pitem.showGrid(x=True, alpha=0.25)
+        pitem.setMouseEnabled(x=False, y=False)
+        pitem.addLine(x=0, pen=pg.mkPen(theme.MUTED, width=1))
+        self.bars = pg.BarGraphItem(x0=[], y=[], height=0.72, width=[], pen=pg.mkPen(None))
+        pitem.addItem(self.bars)
+        self.points_cross = hidden_until_moved(Crosshair(pitem, self._describe_points))
+        self.points_order: list[tuple[str, float]] = []
+        self.check_label = QLabel("")
+        self.check_label.setWordWrap(True)
+        self.check_label.setStyleSheet(f"color: {theme.TEXT};")
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.points_plot, 1)
+        right_layout.addWidget(self.check_label)
+
+        main = QSplitter(Qt.Orientation.Horizontal)
+        main.addWidget(left)
+        main.addWidget(right)
+        main.setSizes([860, 520])
+        self.add_body(main, 1)
+        self.finish_layout()
+        self.resize(1440, 900)
+
+    # ---- LiveWindow ----------------------------------------------------------------
+    def default_instruments(self, catalog: Catalog) -> list[Instrument]:
+        try:
+            constituents, problem = load_constituents(self.settings)
+        except ConfigError as exc:
+            self.setup_notes.append(str(exc))
+            self.dirty = True  # redraw says it (the base class says only "not in the master")
+            return []
+        if problem:
+            self.setup_notes.append(problem)
+        shares = nse_shares(catalog.instruments)
+        index = catalog.get(*INDEX_KEY)
+        self.model = BreadthModel(constituents, shares, index)
+        self._show_file(constituents)
+        return [shares[s] for s in self.model.symbols] + ([index] if index else [])
+
+    def select(self, instruments: list[Instrument]) -> None:
+        super().select(instruments)
+        self.heading.setText(f"Nifty 50 breadth — {len(self.model.symbols) if self.model else 0} "
+                             "constituents vs NIFTY")
+        self.setWindowTitle(f"{self.title} — Nifty 50")
+        self._previous_future = bridge.background().submit(self._read_previous)
+
+    def reset(self, instruments: list[Instrument]) -> None:
+        if self.model is not None:  # a fresh model for the same lists (the reader starts over)
+            self.model = BreadthModel(self.model.constituents, self.model.shares, self.model.index)
+
+    def apply(self, events: list[dict]) -> None:
+        if self.model is not None:
+            self.model.apply(events)
+
+    def tick(self) -> None:
+        if self._previous_future is not None and self.model is not None and bridge.when_done(
+                self._previous_future, self._previous_ready, self._previous_failed):
+            self._previous_future = None
+            self.dirty = True
+        super().tick()
+
+    # ---- previous session -----------------------------------------------------------
+    def _read_previous(self):
+        engine = self.feed.engine
+        if engine is None or self.model is None:
+            return {}
+        return previous_session_closes(engine, ist_today(), self.model.keys)
+
+    def _previous_ready(self, closes) -> None:
+        self.model.set_previous(closes)
+
+    def _previous_failed(self, exc: BaseException) -> None:
+        log.info("previous session not read: %s", exc)
+        self.model.set_previous({}, f"database: {type(exc).__name__}")
+
+    # ---- drawing --------------------------------------------------------------------
+    def _show_file(self, constituents: Constituents) -> None:
+        source = "bundled file" if constituents.path == NIFTY50_CSV else str(constituents.path)
+        stale = constituents.stale_warning(ist_today())
+        age = (ist_today() - constituents.as_of).days
+        text = f"{len(constituents.symbols)} constituents, weights as of {constituents.as_of} ({source})"
+        if stale:
+            text += f" — {age} days old, may be out of date"
+        self.file_label.setText(text)
+        self.file_label.setStyleSheet(f"color: {theme.VALUE_AREA if stale else theme.MUTED};")
+        tip = [f"source: {constituents.source}"]
+        if constituents.metadata.get("weights"):
+            tip.append(f"weights: {constituents.metadata['weights']}")
+        if stale:
+            tip.append(stale)
+        self.file_label.setToolTip("\n".join(tip))
+
+    def redraw(self) -> None:
+        model = self.model
+        if model is None:
+            if self.setup_notes:
+                self.say(" · ".join(self.setup_notes))
+            return
+        snap = model.snapshot()
+        contributions = model.contributions()
+        self._draw_header(model, snap)
+        self._draw_lines(model)
+        self._draw_points(model, contributions)
+        self.heatmap.set_views(model.stock_views(contributions))
+        self.say(" · ".join(self.setup_notes + model.notes()))
+
+    def _draw_header(self, model: BreadthModel, snap: BreadthSnapshot | None) -> None:
+        s = self.stats
+        if snap is None:
+            return
+        s["advances"].set_value(str(snap.advances), theme.UP)
+        s["declines"].set_value(str(snap.declines), theme.DOWN)
+        s["unchanged"].set_value(str(snap.unchanged), theme.NEUTRAL)
+        s["missing"].set_value(str(snap.missing), theme.VALUE_AREA if snap.missing else theme.MUTED)
+        s["ad_ratio"].set_value(fmt_ratio(snap.ad_ratio, "no declines"))
+        s["pct_advancing"].set_value(f"{snap.pct_advancing:.1f}%" if snap.pct_advancing is not None
+                                else "—, nothing moved")
+        if snap.trin is not None:
+            s["trin"].set_value(f"{snap.trin:.2f}", theme.UP if snap.trin < 1 else theme.DOWN)
+        else:
+            s["trin"].set_value("—, " + ("no declines" if not snap.declines else
+                                    "no advances" if not snap.advances else "no volume"))
+        s["above_vwap"].set_value(f"{snap.pct_above_vwap:.1f}%" if snap.pct_above_vwap is not None
+                             else "—, no ATP yet")
+        s["highs_lows"].set_value(f"{snap.new_highs} / {snap.new_lows}")
+        prev, _ = model.index_prev_close()
+        if model.index_ltp is None:
+            s["index"].set_value("—, no tick yet")
+        elif prev is None:
+            s["index"].set_value(f"{model.index_ltp:,.2f} (no prev close)")
+        else:
+            move = model.index_ltp - prev
+            s["index"].set_value(f"{model.index_ltp:,.2f}  {fmt_signed(move)} ({move / prev * 100:+.2f}%)",
+                            theme.UP if move > 0 else theme.DOWN if move < 0 else theme.TEXT)
+
+    def _draw_lines(self, model: BreadthModel) -> None:
+        line = model.ad_line()
+        if line:
+            self.ad_curve.setData([m + IST_OFFSET_S for m, _ in line], [v for _, v in line])
+        else:
+            self.ad_curve.setData([], [])
+        if model.index_line:
+            self.index_curve.setData([m + IST_OFFSET_S for m, _ in model.index_line],
+                                     [p for _, p in model.index_line])
+        else:
+            self.index_curve.setData([], [])
+        self.index_vb.enableAutoRange(axis=pg.ViewBox.YAxis)
+
+    def _draw_points(self, model: BreadthModel, contributions: dict[str, float]) -> None:
+        order = sorted(contributions.items(), key=lambda sv: -sv[1])
+        self.points_order = order
+        values = [v for _, v in order]
+        self.bars.setOpts(x0=[min(0.0, v) for v in values], width=[abs(v) for v in values],
+                          y=list(range(len(order))), height=0.72,
+                          brushes=[pg.mkBrush(theme.UP if v > 0 else theme.DOWN if v < 0 else theme.NEUTRAL)
+                                   for v in values])
+        item = self.points_plot.getPlotItem()
+        item.getAxis("left").setTicks([[(i, s) for i, (s, _) in enumerate(order)]])
+        if order:
+            span = max(abs(v) for v in values) or 1.0
+            item.setXRange(min(0.0, min(values)) - 0.05 * span, max(0.0, max(values)) + 0.05 * span, padding=0)
+            item.setYRange(-0.6, len(order) - 0.4, padding=0)
+        base, source = model.points_base()
+        check = model.check(contributions)
+        if base is None:
+            self.check_label.setText("Points wait for a NIFTY price (they are weight × % change × index level).")
+        elif check is None:
+            self.check_label.setText(f"Σ constituents {fmt_signed(sum(values))} pts, scaled by NIFTY's {source} "
+                                     f"{base:,.2f}; the index move is not checked (no previous close of NIFTY).")
+        else:
+            colour = theme.MUTED if abs(check.residual) < 0.1 * max(1.0, abs(check.actual)) else theme.VALUE_AREA
+            self.check_label.setText(
+                f"Σ constituents <b>{fmt_signed(check.total)}</b> pts · NIFTY moved "
+                f"<b>{fmt_signed(check.actual)}</b> · residual <b><span style='color:{colour}'>"
+                f"{fmt_signed(check.residual)}</span></b> (what the weights and the quoted constituents "
+                f"do not explain)")
+
+    def _describe_ad(self, x: float, _y: float) -> str:
+        model = self.model
+        if model is None:
+            return ""
+        minute = bucket_start(x - IST_OFFSET_S, 60)
+        clock = datetime.fromtimestamp(minute, IST).strftime("%H:%M")
+        parts = [clock]
+        ad = [v for m, v in model.ad_line() if m <= minute]
+        if ad:
+            parts.append(f"A−D {ad[-1]:+d}")
+        index = [p for m, p in model.index_line if m <= minute]
+        if index:
+            parts.append(f"NIFTY {index[-1]:,.2f}")
+        return " · ".join(parts)
+
+    def _describe_points(self, x: float, y: float) -> str:
+        row = round(y)
+        if 0 <= row < len(self.points_order):
+            symbol, points = self.points_order[row]
+            return f"{symbol} {points:+.2f} pts"
+        return f"{x:+.2f} pts"
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -880,10 +875,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = window_parser("market_breadth", "Market breadth of the Nifty 50 against the NIFTY index")
 
     def make(settings: Settings, args):
-        note = None
-        if args.search:
-            note = (f"this window always shows the Nifty 50 (DHAN_NIFTY50_CSV); ignored {' '.join(args.search)!r}")
-        return window_class()(settings, note=note)
+        return MarketBreadthWindow(settings, " ".join(args.search) or None)
 
     return run_window("market_breadth", make, parser, argv)
 

@@ -279,7 +279,7 @@ def test_window_shows_the_days_breadth_history_then_live_and_survives_redis_rest
     from sqlalchemy import create_engine
 
     from dhan_trading.db_setup import create_tables
-    from dhan_trading.visualizers.market_breadth import window_class
+    from dhan_trading.visualizers.market_breadth import MarketBreadthWindow
 
     db_url = f"sqlite:///{tmp_path / 'breadth.sqlite3'}"
     settings = settings_env(REDIS_URL=own_redis.url, DHAN_FEED_URL="ws://127.0.0.1:9", DHAN_DB_URL=db_url)
@@ -296,7 +296,7 @@ def test_window_shows_the_days_breadth_history_then_live_and_survives_redis_rest
     publish(client, history)
     InProcessWriter(own_redis.url, engine).store_all(qtbot)  # history now in SQLite
 
-    window = window_class()(settings)
+    window = MarketBreadthWindow(settings)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.model is not None and window.events_applied >= len(history), timeout=60_000)
@@ -384,7 +384,7 @@ def test_unknown_symbol_and_previous_session_fallback_are_said(qtbot, themed, ow
     from sqlalchemy import create_engine
 
     from dhan_trading.db_setup import create_tables
-    from dhan_trading.visualizers.market_breadth import window_class
+    from dhan_trading.visualizers.market_breadth import MarketBreadthWindow
 
     csv = tmp_path / "nifty.csv"
     csv.write_text(f"# as_of: {ist_today().isoformat()}\n# source: test\nsymbol,company,weight\n"
@@ -411,7 +411,7 @@ def test_unknown_symbol_and_previous_session_fallback_are_said(qtbot, themed, ow
     assert previous_session_closes(engine, today, [INDEX_KEY, ("NSE_EQ", hdfc)]) == {
         INDEX_KEY: (24000.0, yesterday), ("NSE_EQ", hdfc): (1000.0, yesterday)}
 
-    window = window_class()(settings, note="this window always shows the Nifty 50; ignored 'RELIANCE'")
+    window = MarketBreadthWindow(settings, "RELIANCE")  # a search word: ignored, and said
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: window.model is not None and window.feed.status.phase == "live", timeout=60_000)
     publish(client, [  # today: no prev_close packets; HDFCBANK's quote has no close (0)
@@ -438,15 +438,31 @@ def test_unknown_symbol_and_previous_session_fallback_are_said(qtbot, themed, ow
 
 @pytest.mark.gui
 def test_broken_constituents_file_is_said_and_the_bundled_one_used(qtbot, settings_env, tmp_path):
-    from dhan_trading.visualizers.market_breadth import window_class
+    from dhan_trading.visualizers.market_breadth import MarketBreadthWindow
 
     csv = tmp_path / "nifty.csv"
     csv.write_text("symbol,company,weight\nRELIANCE,,abc\n")
     settings = settings_env(REDIS_URL="redis://127.0.0.1:1/0", DHAN_FEED_URL="ws://127.0.0.1:9",
                             DHAN_NIFTY50_CSV=str(csv))
-    window = window_class()(settings)
+    window = MarketBreadthWindow(settings)
     qtbot.addWidget(window)
     qtbot.waitUntil(lambda: "showing the bundled list instead" in window.message.text(), timeout=60_000)
     assert len(window.model.symbols) == 50
     qtbot.waitUntil(lambda: window.badge.word == "disconnected", timeout=30_000)
     window.close()
+
+
+@pytest.mark.gui
+@pytest.mark.integration
+def test_command_line_entry_starts_and_saves_a_screenshot(own_redis, tmp_path):
+    import subprocess
+    import sys
+    shot = tmp_path / "shot.png"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DHAN_", "REDIS_"))}
+    env.update(REDIS_URL=own_redis.url, DHAN_DATA_DIR=str(tmp_path / "var"), DHAN_FEED_URL="ws://127.0.0.1:9",
+               QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "dhan_trading.visualizers.market_breadth",
+                           "--screenshot", str(shot), "--after", "2"], env=env, cwd=REPO, timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.stat().st_size > 10_000
