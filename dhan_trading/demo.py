@@ -4,8 +4,13 @@ Starts, as child processes running the same commands a user would type (taken fr
 service registry), the exchange simulator, the DB writer and the feed; Redis is the embedded
 server (owned by this process) unless REDIS_URL is set, the database SQLite unless MySQL is
 configured. Shows a live summary, and on Ctrl-C or after S seconds stops everything in order
-(feed first so it flushes, then the writer once it has stored every event), prints a summary
-and leaves no process behind.
+(feed first so it flushes, then the writer once its group has stored every entry), prints a
+summary of this run and leaves no process behind.
+
+Run after run on one data folder the database and (with its append-only file) the embedded
+Redis keep earlier runs' events, so the summary compares like with like: this run's stream
+entries (the streams' growth since the start) with this run's rows (event_id above every id
+that existed at the start). Exit 1 when they differ: an event was lost.
 """
 from __future__ import annotations
 
@@ -21,17 +26,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+import redis
 from sqlalchemy import func, select
 
 from . import bus, exitcodes
 from .config import ConfigError, get_settings, mask_url
 from .db_setup import get_engine
 from .logs import setup_logging
-from .schema import depth, quotes, ticks
+from .schema import EVENT_TABLES, stream_id_to_event_id
 from .services.registry import SERVICES
 
 DEMO_SERVICES = ("simulator", "db_writer", "fno_feed")
-TABLES = {"dhan:ticks:stream": ticks, "dhan:quotes:stream": quotes, "dhan:depth:stream": depth}
+TABLES = EVENT_TABLES
+CATCH_UP_S = 60.0  # how long the stop waits for the writer to store what the feed published
 
 
 @dataclass
@@ -84,6 +91,9 @@ class Demo:
         self.duration, self.mcx, self.rate, self.console = duration, mcx, rate, console
         self.children: list[Child] = []
         self.embedded: bus.EmbeddedRedis | None = None
+        # per stream, at the start: entries added so far, and the highest event id anywhere
+        self.added_before: dict[str, int] = {}
+        self.floor: dict[str, int] = {}
 
     def start(self) -> None:
         data_dir = self.settings.data_dir.resolve()
@@ -93,6 +103,7 @@ class Demo:
             redis_url = self.embedded.url
         self.redis = bus.connect(self.settings)
         self.engine = get_engine(settings=self.settings)
+        self._mark_start()
         port = _free_port()
         env = {**os.environ, "REDIS_URL": redis_url, "DHAN_DATA_DIR": str(data_dir),
                "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
@@ -115,19 +126,46 @@ class Demo:
         self.console.print(f"[bold]demo[/] Redis {mask_url(redis_url)} · database "
                            f"{self.engine.url.render_as_string(hide_password=True)} · simulator ws://127.0.0.1:{port}")
 
-    def snapshot(self) -> dict:
-        """What the live view and the summary show, read from Redis and the database."""
-        lengths = {s: self.redis.xlen(s) for s in TABLES}
+    def _mark_start(self) -> None:
+        """Before any child runs: what the streams and tables hold from earlier runs."""
         with self.engine.connect() as conn:
-            rows = {s: conn.execute(select(func.count()).select_from(t)).scalar_one() for s, t in TABLES.items()}
+            stored = {s: conn.execute(select(func.max(t.c.event_id))).scalar_one() or 0
+                      for s, t in TABLES.items()}
+        for stream in TABLES:
+            info = _stream_info(self.redis, stream)
+            self.added_before[stream] = _added(info)
+            last = stream_id_to_event_id(info["last-generated-id"]) if info else 0
+            self.floor[stream] = max(stored[stream], last)
+
+    def snapshot(self) -> dict:
+        """What the live view and the summary show, this run only, from Redis and the database:
+        per stream the entries added since the start and the rows stored of them."""
+        infos = {s: _stream_info(self.redis, s) for s in TABLES}
+        events = {s: _added(infos[s]) - self.added_before[s] for s in TABLES}
+        with self.engine.connect() as conn:
+            rows = {s: conn.execute(select(func.count()).select_from(t)
+                                    .where(t.c.event_id > self.floor[s])).scalar_one()
+                    for s, t in TABLES.items()}
         feed = bus.read_health(self.redis, "fno_mcx_feed" if self.mcx else "fno_feed") or {}
         writer = bus.read_health(self.redis, "db_writer") or {}
-        return {"streams": lengths, "rows": rows, "feed": feed, "writer": writer}
+        return {"streams": events, "rows": rows, "feed": feed, "writer": writer}
+
+    def writer_caught_up(self) -> bool:
+        """The writer group has read every entry of every stream and acknowledged it (that is,
+        committed it): nothing left for it, whatever earlier runs left behind."""
+        for stream in TABLES:
+            groups = [g for g in self.redis.xinfo_groups(stream)
+                      if _text(g["name"]) == bus.WRITER_GROUP]
+            info = _stream_info(self.redis, stream)
+            if not groups or groups[0]["pending"] or (
+                    info and _text(groups[0]["last-delivered-id"]) != _text(info["last-generated-id"])):
+                return False
+        return True
 
     def table(self, snap: dict, elapsed: float) -> Table:
         feed, writer = snap["feed"], snap["writer"]
         table = Table(title=f"Dhan demo · {elapsed:,.0f} s · Ctrl-C to stop")
-        for col in ("stream", "in Redis", "rows in DB"):
+        for col in ("stream", "events this run", "rows stored"):
             table.add_column(col, justify="right" if col != "stream" else "left")
         for s in TABLES:
             table.add_row(s, f"{snap['streams'][s]:,}", f"{snap['rows'][s]:,}")
@@ -154,39 +192,78 @@ class Demo:
         return 0
 
     def stop(self) -> dict | None:
-        """Feed first (it flushes), then the writer once it has caught up, then the rest."""
+        """Feed first (it flushes), then the writer once its group has caught up, then the
+        rest; the summary is taken after the writer's own final flush."""
         by_id = {c.service_id: c for c in self.children}
         if "fno_feed" in by_id:
             by_id["fno_feed"].stop()
-        summary = None
+        writer = by_id.get("db_writer")
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                summary = self.snapshot()
-                if all(summary["rows"][s] >= summary["streams"][s] for s in TABLES) or \
-                        by_id.get("db_writer") is None or by_id["db_writer"].proc.poll() is not None:
+            deadline = time.monotonic() + CATCH_UP_S
+            while writer is not None and writer.proc.poll() is None and time.monotonic() < deadline:
+                if self.writer_caught_up():
                     break
                 time.sleep(0.3)
-        except Exception:  # noqa: BLE001 - a summary must never stop the shutdown
-            summary = None
+        except (redis.RedisError, OSError) as exc:  # a summary must never stop the shutdown
+            self.console.print(f"[yellow]could not watch the writer catch up: {exc}[/]")
+        summary = None
         for child in reversed(self.children):
             child.stop()
+            if child.service_id == "db_writer":
+                summary = self._final_snapshot()
         if self.embedded and self.embedded.started:  # only the server this demo started
             self.embedded.stop()
         return summary
+
+    def _final_snapshot(self) -> dict | None:
+        try:
+            return self.snapshot()
+        except Exception as exc:  # noqa: BLE001 - a summary must never stop the shutdown
+            self.console.print(f"[yellow]no summary: {type(exc).__name__}: {exc}[/]")
+            return None
 
     def print_summary(self, summary: dict | None) -> None:
         if summary is None:
             self.console.print("[yellow]no summary: Redis or the database was unreachable at the end[/]")
             return
         self.console.print()
-        table = Table(title="demo summary")
-        for col in ("stream", "events in Redis", "rows stored"):
+        table = Table(title="demo summary (this run)")
+        for col in ("stream", "events", "rows stored"):
             table.add_column(col)
         for s in TABLES:
             table.add_row(s, f"{summary['streams'][s]:,}", f"{summary['rows'][s]:,}")
         self.console.print(table)
         self.console.print(f"database: {self.engine.url.render_as_string(hide_password=True)}")
+        missing = missing_events(summary)
+        if missing:
+            self.console.print(f"[red]{missing:,} events of this run are not in the database[/]")
+
+
+def missing_events(summary: dict | None) -> int:
+    """Events of this run the database lacks (0 when every one was stored)."""
+    if summary is None:
+        return 0
+    return sum(max(0, summary["streams"][s] - summary["rows"][s]) for s in TABLES)
+
+
+def _stream_info(client: redis.Redis, stream: str) -> dict | None:
+    try:
+        return client.xinfo_stream(stream)
+    except redis.ResponseError:  # no such stream yet
+        return None
+
+
+def _added(info: dict | None) -> int:
+    """Entries ever added to a stream: exact on Redis 7 (entries-added); on 6.2 (the embedded
+    server) its length, exact as long as the feed has not trimmed it (below 1,000,000 entries)."""
+    if info is None:
+        return 0
+    added = info.get("entries-added")
+    return int(added) if added is not None else int(info["length"])
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _interrupt(*_) -> None:
@@ -199,7 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--mcx", action="store_true", help="add MCX commodities to the universe")
     parser.add_argument("--rate", type=int, default=2000, help="simulator packets/s (default 2000)")
+    parser.add_argument("--gui", action="store_true", help="run it under the supervisor with the control center "
+                        "open on it; closing the window (or --duration) stops everything")
     args = parser.parse_args(argv)
+    if args.gui:
+        from .gui.control_center import run_demo
+        return run_demo(args.duration, args.mcx, args.rate)
     console = Console()
     try:
         setup_logging("demo", console=False)
@@ -220,4 +302,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         summary = demo.stop()
     demo.print_summary(summary)
+    if code == 0 and missing_events(summary):
+        code = 1
     return code
