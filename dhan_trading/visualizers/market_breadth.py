@@ -406,7 +406,8 @@ class BreadthModel:
                            f"{self.index_first:,.2f} (approximate)")
         elif self.index is not None:
             out.append("no NIFTY price yet: points and the index line wait for its first tick")
-        if self.previous_problem and (sources.get("none") or self.index_prev_close()[0] is None):
+        if self.previous_problem and (sources.get("none") or (
+                self.index_ltp is not None and self.index_prev_close()[0] is None)):
             out.append(f"previous session not read: {self.previous_problem}")
         if self.bad:
             out.append(f"skipped {self.bad} events that could not be read (last: {self.last_problem})")
@@ -631,6 +632,8 @@ class MarketBreadthWindow(LiveWindow):
         item.setTitle("A/D line (advances − declines, per minute) and NIFTY", color=theme.TEXT)
         item.showGrid(x=True, y=True, alpha=0.25)
         item.setLabel("left", "A − D", color=theme.VALUE_AREA)
+        item.getAxis("left").enableAutoSIPrefix(False)
+        item.getAxis("right").enableAutoSIPrefix(False)
         item.showAxis("right")
         item.setLabel("right", "NIFTY", color=theme.ACCENT)
         self.index_vb = pg.ViewBox()
@@ -648,6 +651,7 @@ class MarketBreadthWindow(LiveWindow):
         legend.addItem(self.ad_curve, "A − D (left)")
         legend.addItem(self.index_curve, "NIFTY (right)")
         self.ad_cross = hidden_until_moved(Crosshair(item, self._describe_ad))
+        self._ad_empty = True
 
         self.heatmap = Heatmap()
         heat_box = QWidget()
@@ -742,7 +746,8 @@ class MarketBreadthWindow(LiveWindow):
 
     def _previous_failed(self, exc: BaseException) -> None:
         log.info("previous session not read: %s", exc)
-        self.model.set_previous({}, f"database: {type(exc).__name__}")
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:120]
+        self.model.set_previous({}, f"database: {reason}")
 
     # ---- drawing --------------------------------------------------------------------
     def _show_file(self, constituents: Constituents) -> None:
@@ -807,9 +812,17 @@ class MarketBreadthWindow(LiveWindow):
     def _draw_lines(self, model: BreadthModel) -> None:
         line = model.ad_line()
         if line:
+            if self._ad_empty:  # the first data: back to auto range (after that, the trader's zoom)
+                self._ad_empty = False
+                self.ad_plot.getPlotItem().enableAutoRange()
             self.ad_curve.setData([m + IST_OFFSET_S for m, _ in line], [v for _, v in line])
-        else:
+        else:  # nothing yet: the session's hours and a few constituents either way
+            self._ad_empty = True
             self.ad_curve.setData([], [])
+            day = datetime.combine(ist_today(), datetime.min.time()).replace(tzinfo=IST).timestamp()
+            item = self.ad_plot.getPlotItem()
+            item.setXRange(day + IST_OFFSET_S + 9.25 * 3600, day + IST_OFFSET_S + 15.5 * 3600, padding=0)
+            item.setYRange(-10, 10, padding=0)
         if model.index_line:
             self.index_curve.setData([m + IST_OFFSET_S for m, _ in model.index_line],
                                      [p for _, p in model.index_line])
