@@ -624,11 +624,11 @@ class TickChartWindow(LiveWindow):
                              + (f" · {len(m.gaps)} gap{'s' if len(m.gaps) != 1 else ''}" if m.gaps else ""))
         self._draw_gaps()
         if self.following and m.last_index >= 0:
-            # The view jumps a fifth of its width ahead when the forming bar reaches its right
+            # The view jumps an eighth of its width ahead when the forming bar reaches its right
             # edge: the whole chart repaints once per jump, not once per bar.
             view = self._follow_x
             if view is None or not (view[0] + 1 <= m.last_index <= view[1] - 1.5):
-                hi = m.last_index + max(3, self.visible_bars // 5) + 0.5
+                hi = m.last_index + max(3, self.visible_bars // 8) + 0.5
                 self._follow_x = (hi - self.visible_bars, hi)
                 self.price_plot.setXRange(*self._follow_x, padding=0)
         self._fit_y()

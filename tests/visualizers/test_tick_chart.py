@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from dhan_trading import bus
-from dhan_trading.analytics.bars import tick_bars
+from dhan_trading.analytics.bars import TickBarBuilder, tick_bars
 from dhan_trading.scheduler.calendar import IST, ist_today
 from dhan_trading.visualizers.tick_chart import TickChartModel, describe_bar
 
@@ -154,27 +154,42 @@ from PyQt6.QtWidgets import QApplication  # noqa: E402 - after the helpers that 
 
 
 def make_window(settings, **kwargs):
+    from dhan_trading.gui import theme
     from dhan_trading.visualizers.tick_chart import TickChartWindow
+    theme.apply(QApplication.instance())   # as run_window does
     return TickChartWindow(settings, **kwargs)
 
 
 @pytest.mark.gui
 @pytest.mark.integration
 def test_window_history_then_live_draws_the_independent_bars(qtbot, own_redis, settings_env, tmp_path):
+    """A realistic session (also the picture of docs/VISUALIZERS.md: DHAN_DOCS_IMG=1 saves it)."""
     client = redis.Redis.from_url(own_redis.url)
-    events = session(NIFTY_FUT, 12_000, seed=5)
-    history, live = events[:8000], events[8000:]
+    events = session(NIFTY_FUT, 30_000, seed=7)
+    history = events[:21_000]
+    gap = {"type": "gap", "exchange_segment": NIFTY_FUT[0], "security_id": NIFTY_FUT[1],
+           "recv_ts": events[21_000]["recv_ts"], "reason": "reconnect"}
+    live = [dict(e, volume=e["volume"] + 300_000) for e in events[21_000:]]  # traded in the gap
     publish(client, history)          # no writer group yet: the stream itself is the history
     window = make_window(window_env(settings_env, own_redis.url))
     qtbot.addWidget(window)
     window.show()
     qtbot.waitUntil(lambda: window.model.updates == len(history), timeout=30_000)
     assert window.instruments[0].key == NIFTY_FUT       # the default: the NIFTY near-month future
+    publish(client, [gap])
+    qtbot.waitUntil(lambda: len(window.model.gaps) == 1, timeout=10_000)
     publish(client, live)
     qtbot.waitUntil(lambda: window.model.updates == len(events), timeout=30_000)
     qtbot.waitUntil(lambda: window.badge.word == "live", timeout=10_000)
     window.redraw()
-    expected = tick_bars(updates(events), 233)
+    builder = TickBarBuilder(233)      # the same updates through the analytics alone
+    for u in updates(history):
+        builder.add(*u)
+    builder.gap()
+    for u in updates(live):
+        builder.add(*u)
+    expected = builder.bars()
+    assert window.model.builder.bars() == expected
     forming, last_closed = expected[-1], expected[-2]
     # what the trader reads
     assert window.counter.text() == f"{forming.ticks} / 233 ticks"
@@ -184,6 +199,9 @@ def test_window_history_then_live_draws_the_independent_bars(qtbot, own_redis, s
     window.crosshair.move_to(x, last_closed.high)
     assert window.crosshair.text.startswith(describe_bar(x, last_closed, 233))
     assert f"volume {last_closed.volume:,}" in window.crosshair.text
+    gap_x = window.model.gaps[0]
+    assert [line.value() for line in window._gap_lines] == [gap_x]
+    assert expected[int(gap_x)].start_ts < gap["recv_ts"] / 1e9 < expected[int(gap_x) + 1].start_ts
     # the view follows the newest bar and fits the bars in view
     (x0, x1), (y0, y1) = window.price_plot.vb.viewRange()
     assert x0 < len(expected) - 1 < x1
@@ -204,13 +222,18 @@ def test_window_history_then_live_draws_the_independent_bars(qtbot, own_redis, s
     for _ in range(3):                 # let the crosshair's repaint happen first
         QApplication.processEvents()
     painted.clear()
-    extra = session(NIFTY_FUT, 60, seed=99, start_ns=events[-1]["recv_ts"] + 10**9,
-                    start_volume=events[-1]["volume"], price=forming.close)
-    publish(client, extra[1:2])        # one tick on the forming bar (the price may move it)
+    tick = dict(live[-1], recv_ts=live[-1]["recv_ts"] + 10**9, volume=live[-1]["volume"] + 65)
+    publish(client, [tick])            # one tick on the forming bar
     qtbot.waitUntil(lambda: window.model.updates == len(events) + 1, timeout=10_000)
     qtbot.waitUntil(lambda: bool(painted), timeout=5_000)
     assert max(painted) <= 3 < len(in_view), painted   # the forming bar and its neighbours
-    window.grab().save(str(tmp_path / "tick_chart.png"))
+    shot = window.grab()
+    assert shot.save(str(tmp_path / "tick_chart.png"))
+    if os.environ.get("DHAN_DOCS_IMG"):
+        bar = expected[x - 24]
+        window.crosshair.move_to(x - 24, (bar.high + bar.low) / 2)
+        QApplication.processEvents()
+        window.grab().save(str(REPO / "docs" / "img" / "tick_chart.png"))
     client.close()
     window.close()
 
