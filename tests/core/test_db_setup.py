@@ -29,6 +29,11 @@ def test_tables_are_created_with_the_contract_columns(engine):
             "total_buy_qty", "total_sell_qty", "open", "high", "low", "close", "oi"} <= quote_cols
     indexed = {tuple(ix["column_names"]) for ix in insp.get_indexes("dhan_ticks")}
     assert ("security_id", "recv_ts") in indexed
+    # one row per gap event of the feed, with its keys (windows mark holes in history)
+    assert [c["name"] for c in insp.get_columns("dhan_gaps")] == [
+        "event_id", "exchange_segment", "security_id", "recv_ts", "reason",
+        "last_ltt", "last_volume", "resume_ltt", "resume_volume"]
+    assert insp.get_pk_constraint("dhan_gaps")["constrained_columns"] == ["event_id"]
     schema.create_tables(engine)  # a second call is a no-op, never an error
 
 
