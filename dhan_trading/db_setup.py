@@ -62,7 +62,7 @@ def _create_mysql_database(url) -> None:
 
 # MySQL server errors no retry can fix: the settings are wrong (see pymysql.constants.ER).
 _MYSQL_FATAL = {
-    1044: "access denied to the database: grant the user rights on it, or check DHAN_DB_NAME",
+    1044: "access denied to the database: grant DHAN_DB_USER rights on it, or check DHAN_DB_NAME",
     1045: "access denied (wrong user or password): check DHAN_DB_USER and DHAN_DB_PASSWORD",
     1049: "unknown database, and it could not be created: create it or check DHAN_DB_NAME",
     1142: "the user may not write the tables: grant INSERT, SELECT and CREATE to DHAN_DB_USER",

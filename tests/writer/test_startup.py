@@ -75,3 +75,36 @@ def test_a_bug_exits_non_zero_with_its_traceback_and_loses_nothing(writers, redi
     assert proc.returncode not in (0, exitcodes.FATAL), proc.stderr
     assert "Traceback" in proc.stderr and "bug in our code" in proc.stderr
     assert group_pending(redis_client) == 100  # read, not acknowledged: the next writer stores them
+
+
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+def test_rights_revoked_while_running_exit_78_not_an_outage(writers, redis_client, db_url):
+    """A setting that goes wrong later (rights revoked, password changed) is no outage either."""
+    import uuid
+    from sqlalchemy import create_engine, text
+    user, password = f"dhan_w_{uuid.uuid4().hex[:8]}", "w-pass-1234"
+    name = db_url.rsplit("/", 1)[1]
+    admin = create_engine(db_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"))
+        conn.execute(text(f"GRANT ALL ON `{name}`.* TO '{user}'@'%'"))
+    try:
+        writers.env["DHAN_DB_URL"] = db_url.replace("root@", f"{user}:{password}@")
+        proc = writers.start("--consumer", "w", "--flush-ms", "50")
+        first = publish(redis_client, random_events(100))
+        wait_until(lambda: group_pending(redis_client) == 0 and len(first), 30, what="first events stored")
+        with admin.begin() as conn:
+            conn.execute(text(f"REVOKE ALL PRIVILEGES ON `{name}`.* FROM '{user}'@'%'"))
+            for (pid,) in conn.execute(text("SELECT id FROM information_schema.processlist "
+                                            "WHERE user = :u"), {"u": user}).all():
+                conn.execute(text(f"KILL {int(pid)}"))  # a revoke reaches a connection at its next login
+        publish(redis_client, random_events(100, seed=2))
+        code = proc.wait(30)
+        err = (writers.logs / "writer-0.err").read_text()
+        assert code == exitcodes.FATAL, err
+        assert "DHAN_DB_USER" in err and password not in err
+        assert group_pending(redis_client) == 100  # nothing lost: it waits for a fixed writer
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
