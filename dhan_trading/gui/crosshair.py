@@ -19,6 +19,7 @@ class Crosshair:
         self.label = pg.TextItem(color=theme.TEXT, fill=pg.mkBrush(theme.PANEL), anchor=(0, 1))
         for item in (self.v, self.h, self.label):
             item.setZValue(100)
+            item.setVisible(False)  # until the mouse is over the plot
             plot.addItem(item, ignoreBounds=True)
         self.text = ""
         self._proxy = pg.SignalProxy(plot.scene().sigMouseMoved, rateLimit=30, slot=self._moved)
@@ -30,6 +31,8 @@ class Crosshair:
             self.move_to(point.x(), point.y())
 
     def move_to(self, x: float, y: float) -> None:
+        for item in (self.v, self.h, self.label):
+            item.setVisible(True)
         self.v.setPos(x)
         self.h.setPos(y)
         self.text = self.describe(x, y)

@@ -49,7 +49,7 @@ class LiveWindow(QMainWindow):
         central = QWidget()
         self.body = QVBoxLayout(central)
         self.body.setContentsMargins(6, 6, 6, 6)
-        top = QHBoxLayout()
+        self.top = top = QHBoxLayout()  # heading, picker, badge: a window may add to it
         self.picker = InstrumentPicker()
         self.picker.chosen.connect(lambda i: self.select([i]))
         self.heading = QLabel("loading instruments…")

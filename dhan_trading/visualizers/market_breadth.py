@@ -564,21 +564,6 @@ class Stat(QFrame):
         self.value.setStyleSheet(f"color: {colour}; font-size: 12pt; font-weight: bold;")
 
 
-def hidden_until_moved(cross: Crosshair) -> Crosshair:
-    """No dashed lines at (0, 0) before the mouse is over the chart."""
-    describe = cross.describe
-    items = (cross.v, cross.h, cross.label)
-    for part in items:
-        part.hide()
-
-    def show_then_describe(x: float, y: float) -> str:
-        for part in items:
-            part.show()
-        return describe(x, y)
-    cross.describe = show_then_describe
-    return cross
-
-
 STATS = (
     ("advances", "Advances", "constituents above their previous close (on the tick grid)"),
     ("declines", "Declines", "constituents below their previous close"),
@@ -612,7 +597,7 @@ class MarketBreadthWindow(LiveWindow):
         self.file_label = QLabel("")
         self.file_label.setStyleSheet(f"color: {theme.MUTED};")
         self.file_label.setWordWrap(True)
-        self.centralWidget().layout().itemAt(0).layout().insertWidget(1, self.file_label, 1)
+        self.top.insertWidget(1, self.file_label, 1)
         self.heading.setText("Nifty 50 breadth — loading instruments…")
 
         header = QGridLayout()
@@ -650,7 +635,7 @@ class MarketBreadthWindow(LiveWindow):
                                 labelTextColor=theme.TEXT)
         legend.addItem(self.ad_curve, "A − D (left)")
         legend.addItem(self.index_curve, "NIFTY (right)")
-        self.ad_cross = hidden_until_moved(Crosshair(item, self._describe_ad))
+        self.ad_cross = Crosshair(item, self._describe_ad)
         self._ad_empty = True
 
         self.heatmap = Heatmap()
@@ -677,7 +662,7 @@ class MarketBreadthWindow(LiveWindow):
         pitem.addLine(x=0, pen=pg.mkPen(theme.MUTED, width=1))
         self.bars = pg.BarGraphItem(x0=[], y=[], height=0.72, width=[], pen=pg.mkPen(None))
         pitem.addItem(self.bars)
-        self.points_cross = hidden_until_moved(Crosshair(pitem, self._describe_points))
+        self.points_cross = Crosshair(pitem, self._describe_points)
         self.points_order: list[tuple[str, float]] = []
         self.check_label = QLabel("")
         self.check_label.setWordWrap(True)
