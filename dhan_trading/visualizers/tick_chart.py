@@ -472,18 +472,29 @@ class LastPriceItem(pg.GraphicsObject):
 
 
 class BarTimeAxis(pg.AxisItem):
-    """The x axis of bar numbers, labelled with each bar's start time (IST)."""
+    """The x axis of bar numbers, labelled with each bar's start time (IST) at whole bars far
+    enough apart for the labels not to overlap."""
+
+    LABEL_PX = 90
 
     def __init__(self, label_for: Callable[[int], str | None], **kwargs):
         super().__init__(orientation="bottom", **kwargs)
         self.label_for = label_for
+        self._major = 1.0
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph's names
+        if not (size > 0 and maxVal > minVal):
+            return [(1.0, 0.0)]
+        need = self.LABEL_PX * (maxVal - minVal) / size      # bars between two labels
+        major = next(step * 10 ** e for e in range(0, 9) for step in (1, 2, 5) if step * 10 ** e >= need)
+        self._major = float(major)
+        minor = major / 5 if major >= 5 else (1 if major > 1 else None)
+        return [(float(major), 0.0)] + ([(float(minor), 0.0)] if minor else [])
 
     def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
-        out = []
-        for v in values:
-            text = self.label_for(int(round(v))) if abs(v - round(v)) < 1e-6 else None
-            out.append(text or "")
-        return out
+        if spacing != self._major:
+            return [""] * len(values)
+        return [self.label_for(int(round(v))) or "" for v in values]
 
 
 # ---- the window ----------------------------------------------------------------------------
@@ -625,11 +636,14 @@ class TickChartWindow(LiveWindow):
         self._draw_gaps()
         if self.following and m.last_index >= 0:
             # The view jumps an eighth of its width ahead when the forming bar reaches its right
-            # edge: the whole chart repaints once per jump, not once per bar.
+            # edge: the whole chart repaints once per jump, not once per bar. Early in the day
+            # (fewer bars than the view holds) it zooms to the bars there are.
+            width = min(self.visible_bars, max(40, int((m.last_index - m.first_index + 1) * 1.2) + 4))
             view = self._follow_x
-            if view is None or not (view[0] + 1 <= m.last_index <= view[1] - 1.5):
-                hi = m.last_index + max(3, self.visible_bars // 8) + 0.5
-                self._follow_x = (hi - self.visible_bars, hi)
+            if view is None or view[1] - view[0] != width \
+                    or not (view[0] + 1 <= m.last_index <= view[1] - 1.5):
+                hi = m.last_index + max(3, width // 8) + 0.5
+                self._follow_x = (hi - width, hi)
                 self.price_plot.setXRange(*self._follow_x, padding=0)
         self._fit_y()
         last = m.bar_at(m.last_index)
