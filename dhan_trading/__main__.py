@@ -11,7 +11,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dhan_trading.demo", "the whole pipeline on the simulator (embedded Redis + SQLite): "
-             "demo [--duration S]"),
+             "demo [--duration S] [--gui]"),
     "simulator": ("dhan_trading.simulator.server", "the local Dhan-protocol exchange simulator: "
                   "simulator [--host H] [--port P] [--rate R] [--seed N]"),
     "replay": ("dhan_trading.simulator.replay", "serve a recorded raw-frame capture: replay FILE [--speed X]"),
