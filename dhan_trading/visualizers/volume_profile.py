@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -47,6 +48,7 @@ QUOTE_TYPES = frozenset({"quote", "full"})
 DEFAULT_TICK = 0.05        # rupees, when the master has no usable tick for the instrument
 DEPTH_FRESH_S = 10.0       # a best bid/ask older than this (vs the trade) is not used (quote rule)
 GAP = "gap"
+REDRAW_EVERY_S = 0.2       # a profile repaints at most 5 times a second (the badge still at 20 Hz)
 APPLY_CHUNK = 10_000       # events folded per repaint tick: a day of history loads without a freeze
 
 
@@ -426,6 +428,7 @@ class VolumeProfileWindow(LiveWindow):
         self._previous_future = None
         self._previous_key = None
         self.backlog = Backlog()
+        self._drawn_at = 0.0
         self._previous_note = ""
         self._tick_note = ""
         self._build_toolbar()
@@ -660,6 +663,11 @@ class VolumeProfileWindow(LiveWindow):
         model = self.model
         if model is None:
             return
+        now = time.monotonic()
+        if now - self._drawn_at < REDRAW_EVERY_S:
+            self.dirty = True  # drawn very recently: again at a later tick
+            return
+        self._drawn_at = now
         profile = model.profile()
         self._draw_profile(model, profile)
         self._draw_developing(model)

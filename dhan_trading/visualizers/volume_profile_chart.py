@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import time
 from datetime import datetime
 from typing import Iterable
 
@@ -34,8 +35,8 @@ from ..analytics.profile import BucketProfiles, Profile
 from ..gui import theme
 from ..gui.window import LiveWindow
 from ..scheduler.calendar import IST
-from .volume_profile import (GAP, QUOTE_TYPES, Backlog, _fmt_price, _number, colour, read_update,
-                             readable_crosshair, usable_tick)
+from .volume_profile import (GAP, QUOTE_TYPES, REDRAW_EVERY_S, Backlog, _fmt_price, _number, colour,
+                             read_update, readable_crosshair, usable_tick)
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ class VolumeProfileChartWindow(LiveWindow):
         self._generation = None
         self._tick_note = ""
         self.backlog = Backlog()
+        self._drawn_at = 0.0
         self._build_toolbar()
         self._build_plots()
         self.finish_layout()
@@ -424,6 +426,11 @@ class VolumeProfileChartWindow(LiveWindow):
         model = self.model
         if model is None:
             return
+        now = time.monotonic()
+        if now - self._drawn_at < REDRAW_EVERY_S:
+            self.dirty = True  # drawn very recently: again at a later tick
+            return
+        self._drawn_at = now
         if self._generation != model.generation:
             self._clear_profiles()
             self._generation = model.generation
@@ -534,7 +541,8 @@ class VolumeProfileChartWindow(LiveWindow):
         last = bars[-1]
         when = datetime.fromtimestamp(last.start_ts, IST).strftime("%H:%M")
         poc = f"POC {_fmt_price(pocs[-1][1], model.tick)}" if pocs else ""
-        self.summary.setText(f"{model.minutes}-minute buckets, {rows} ({_fmt_price(model.row_ticks * model.tick, model.tick)}"
+        size = _fmt_price(model.row_ticks * model.tick, model.tick)
+        self.summary.setText(f"{model.minutes}-minute buckets, {rows} ({size}"
                              f" pts) · {when} bucket: {last.volume:,} traded, {poc}{move}")
 
     def _describe(self, x: float, y: float) -> str:

@@ -148,7 +148,9 @@ def test_window_draws_candles_bucket_pocs_and_their_migration(qtbot, own_redis, 
     # migration: one segment per pair of buckets, coloured by where the POC went
     pocs = [p.poc for _, p in sorted(profiles.items())]
     steps = [round((b - a) / tick) for a, b in zip(pocs, pocs[1:])]
-    count = lambda name: len(window.migration[name].getData()[0] if window.migration[name].getData()[0] is not None else []) // 2  # noqa: E731
+    def count(name):
+        xs = window.migration[name].getData()[0]
+        return 0 if xs is None else len(xs) // 2
     assert (count("up"), count("down"), count("flat")) == \
         (sum(s > 0 for s in steps), sum(s < 0 for s in steps), sum(s == 0 for s in steps))
     assert sum(window.volume_up.opts["height"]) + sum(window.volume_down.opts["height"]) == \
