@@ -463,3 +463,43 @@ def has_colour(path, hex_colour: str, tolerance: int = 10) -> bool:
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     bgr = pixels[..., :3].astype(int)
     return bool((np.abs(bgr - [b, g, r]).max(axis=-1) <= tolerance).any())
+
+
+@pytest.mark.gui
+@pytest.mark.integration
+def test_window_reads_history_from_the_database_then_follows_the_stream(qtbot, own_redis, settings_env,
+                                                                         tmp_path):
+    """Opened mid-session: the morning is only in the database (stored by the writer's code,
+    acknowledged by its group, trimmed from Redis), the afternoon only in the stream."""
+    from dhan_trading.schema import stream_id_to_event_id
+
+    db_url = f"sqlite:///{tmp_path / 'dhan.sqlite3'}"
+    settings = settings_env(REDIS_URL=own_redis.url, DHAN_FEED_URL="ws://127.0.0.1:9", DHAN_DB_URL=db_url)
+    instrument = nifty_future(settings)
+    client = redis.Redis.from_url(own_redis.url)
+    events = session_events(instrument.key, instrument.tick_size, 3000, seed=61)
+    morning, afternoon = events[:2000], events[2000:]
+    pipe = client.pipeline(transaction=False)
+    for e in morning:
+        pipe.xadd(bus.EVENT_STREAM[e["type"]], {bus.STREAM_FIELD: orjson.dumps(e)})
+    for e, entry_id in zip(morning, pipe.execute()):
+        e["event_id"] = stream_id_to_event_id(entry_id)
+    store_events(db_url, morning)
+    for stream in (bus.STREAM_QUOTES, bus.STREAM_DEPTH):
+        client.xgroup_create(stream, bus.WRITER_GROUP, id="$")  # all acknowledged: the safe point
+        client.xtrim(stream, maxlen=0)  # the morning is now only in the database
+
+    window = _window(settings)
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.model is not None, timeout=30_000)
+    assert window.instruments[0].key == instrument.key
+    qtbot.waitUntil(lambda: window.model.quotes == len(updates_of(morning)), timeout=30_000)
+    assert window.feed.status.history_events == len(morning)
+    publish(client, afternoon)
+    qtbot.waitUntil(lambda: window.model.quotes == len(updates_of(events)), timeout=30_000)
+    qtbot.waitUntil(lambda: not window.dirty, timeout=5_000)
+    expected = build_profile(updates_of(events), instrument.tick_size)
+    assert window.lines["poc"].value() == pytest.approx(expected.poc)
+    assert _bars_total(window) == sum(expected.volumes)  # the join of history and live booked once
+    window.close()
+    client.close()
