@@ -35,6 +35,8 @@ class Crosshair:
             item.setVisible(True)
         self.v.setPos(x)
         self.h.setPos(y)
+        (x0, x1), (y0, y1) = self.plot.vb.viewRange()  # the readout goes where there is room
+        self.label.setAnchor((1 if x > (x0 + x1) / 2 else 0, 1 if y < (y0 + y1) / 2 else 0))
         self.text = self.describe(x, y)
         self.label.setText(self.text)
         self.label.setPos(QPointF(x, y))

@@ -391,25 +391,6 @@ def _fmt_volume(value: int) -> str:
     return f"{value:,}"
 
 
-def readable_crosshair(plot, describe) -> Crosshair:
-    """gui.Crosshair, hidden until the mouse is over the chart (no dashed lines at 0, 0), with
-    its readout on the side of the cursor that has room for it."""
-    cross = Crosshair(plot, describe)
-    parts = (cross.v, cross.h, cross.label)
-    for part in parts:
-        part.hide()
-
-    def show_and_describe(x: float, y: float) -> str:
-        for part in parts:
-            part.show()
-        (x0, x1), (y0, y1) = plot.vb.viewRange()
-        cross.label.setAnchor((1 if x > (x0 + x1) / 2 else 0, 1 if y < (y0 + y1) / 2 else 0))
-        return describe(x, y)
-
-    cross.describe = show_and_describe
-    return cross
-
-
 PREV, PREV_VA = "#ba68c8", "#ce93d8"  # the previous session's lines (dashed)
 
 
@@ -543,8 +524,8 @@ class VolumeProfileWindow(LiveWindow):
         self.price_curve = self.time_plot.plot([], [], pen=pg.mkPen(theme.NEUTRAL, width=1))
         self.dev_poc = self.time_plot.plot([], [], pen=pg.mkPen(theme.ACCENT, width=2))
 
-        self.profile_cross = readable_crosshair(self.profile_plot, self._describe_row)
-        self.time_cross = readable_crosshair(self.time_plot, self._describe_time)
+        self.profile_cross = Crosshair(self.profile_plot, self._describe_row)
+        self.time_cross = Crosshair(self.time_plot, self._describe_time)
 
         self.info_label = QLabel()
         self.info_label.setTextFormat(Qt.TextFormat.RichText)

@@ -33,10 +33,11 @@ from ..analytics.clock import IST_OFFSET_S, bucket_start
 from ..analytics.grid import units
 from ..analytics.profile import BucketProfiles, Profile
 from ..gui import theme
+from ..gui.crosshair import Crosshair
 from ..gui.window import LiveWindow
 from ..scheduler.calendar import IST
 from .volume_profile import (GAP, QUOTE_TYPES, REDRAW_EVERY_S, Backlog, _fmt_price, _number, colour,
-                             read_update, readable_crosshair, usable_tick)
+                             read_update, usable_tick)
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ class VolumeProfileChartWindow(LiveWindow):
                                            brush=colour(theme.DOWN, 200))
         self.volume_plot.addItem(self.volume_up)
         self.volume_plot.addItem(self.volume_down)
-        self.crosshair = readable_crosshair(self.price_plot, self._describe)
+        self.crosshair = Crosshair(self.price_plot, self._describe)
         self.add_body(self.summary, 0)
         self.add_body(self.graphics)
 
