@@ -6,6 +6,7 @@ in a SQLite database, Redis killed and brought back, and the entry point run by 
 screenshot of docs/CONTROL_CENTER.md)."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
@@ -341,7 +342,8 @@ def test_redis_hanging_or_going_down_never_freezes_the_view(qtbot, live_settings
         qtbot.waitUntil(lambda: view.group_level("redis") in (WARN, BAD), timeout=5_000)
         assert time.monotonic() - hung < 5
         assert view.group_text("redis") == "disconnected" or view.group_text("redis").startswith("not answering")
-        assert len([t for t in ticks if t > hung]) >= 8  # ~5 refreshes a second, none held up
+        during = [hung] + [t for t in ticks if t > hung]
+        assert max(b - a for a, b in itertools.pairwise(during)) < 1.5  # a blocked GUI thread would wait >= 2 s
         qtbot.waitUntil(lambda: view.group_text("redis").startswith("connected"), timeout=15_000)
         pauser.close()
         # Redis dies
