@@ -34,6 +34,7 @@ import math
 import os
 import queue
 import select
+import signal
 import sys
 import threading
 import time
@@ -44,10 +45,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping, Sequence
 
-from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 
 from .. import bus
@@ -502,11 +503,16 @@ COLUMNS = (Column("Symbol", 24, 0), Column("LTP", 10, 0), Column("Chg", 9, 1), C
 _GAP = 1  # the table's divider between columns
 
 
-def columns_for(width: int, symbol_width: int = 24) -> list[Column]:
+SORT_COLUMN = {"symbol": "Symbol", "change": "%Chg", "volume": "Volume", "oi": "OI Chg"}
+
+
+def columns_for(width: int, symbol_width: int = 24, keep: str = "Symbol") -> list[Column]:
     """The columns that fit `width` with a symbol column `symbol_width` wide (the longest symbol
-    shown): the least important are dropped first, then the symbol column gives up what is
-    still missing (down to 12 characters, the end of a long symbol shown as …)."""
-    chosen = [Column("Symbol", max(12, symbol_width), 0)] + list(COLUMNS[1:])
+    shown): the least important are dropped first (never `keep`, the column sorted on), then
+    the symbol column gives up what is still missing (down to 12 characters, the end of a long
+    symbol shown as …)."""
+    chosen = [Column("Symbol", max(12, symbol_width), 0)] + [
+        Column(c.title, c.width, 0) if c.title == keep else c for c in COLUMNS[1:]]
     for level in (6, 5, 4, 3, 2, 1):
         if _needed(chosen) <= width:
             break
@@ -526,7 +532,9 @@ def _price(value: float | None, decimals: int) -> str:
 
 
 def _signed(value: float | None, decimals: int) -> str:
-    return "" if value is None else f"{value:+,.{decimals}f}"
+    if value is None:
+        return ""
+    return f"{value:+,.{decimals}f}" if round(value, decimals) else f"{0:.{decimals}f}"
 
 
 def fit_qty(value: int | None, width: int, sign: bool = False) -> str:
@@ -553,8 +561,55 @@ def _colour(value: float | None) -> str:
     return "green" if value > 0 else "red"
 
 
-def cells(row: Row, now: float, widths: Mapping[str, int] | None = None) -> dict[str, Text]:
-    """The text of each column of a row, styled (flash on LTP, sign colours on changes)."""
+def _fit(text: str, width: int, left: bool) -> str:
+    if len(text) > width:
+        return text[:width - 1] + "…"
+    return text.ljust(width) if left else text.rjust(width)
+
+
+class Lines:
+    """Table lines as (text, style) cells, rendered straight to segments (cropped to the
+    width): a rich Table or Text per line costs several times more per frame for this fixed
+    layout, and the board repaints several times a second."""
+
+    def __init__(self, lines: list[list[tuple[str, str]]]):
+        self.lines = lines
+
+    def __rich_console__(self, console, options):
+        width = options.max_width
+        for cells_ in self.lines:
+            line = [Segment(text, _style(style)) for text, style in cells_]
+            yield from Segment.adjust_line_length(line, width)
+            yield Segment.line()
+
+    def plain(self) -> list[str]:
+        return ["".join(text for text, _ in cells_) for cells_ in self.lines]
+
+
+_STYLES: dict[str, Style] = {}
+
+
+def _style(name: str) -> Style | None:
+    if not name:
+        return None
+    style = _STYLES.get(name)
+    if style is None:
+        style = _STYLES[name] = Style.parse(name)
+    return style
+
+
+def _line(values: Sequence[tuple[str, str]], columns: Sequence[Column]) -> list[tuple[str, str]]:
+    """One table line: each (text, style) fitted to its column (Symbol left, numbers right)."""
+    line: list[tuple[str, str]] = []
+    for i, ((value, style), column) in enumerate(zip(values, columns)):
+        if i:
+            line.append((" ", ""))
+        line.append((_fit(value, column.width, column.title == "Symbol"), style))
+    return line
+
+
+def cells(row: Row, now: float, widths: Mapping[str, int] | None = None) -> dict[str, tuple[str, str]]:
+    """The (text, style) of each column of a row: the flash on LTP, sign colours on changes."""
     d = row.decimals
     change, pct, oi_change = row.change, row.pct_change, row.oi_change
     flash = row.flash(now)
@@ -562,19 +617,20 @@ def cells(row: Row, now: float, widths: Mapping[str, int] | None = None) -> dict
     w.update(widths or {})
     ltp_style = {1: "bold white on green4", -1: "bold white on red3"}.get(flash, "bold")
     return {
-        "Symbol": Text(row.symbol, style="cyan" if row.underlying else "yellow"),
-        "LTP": Text(_price(row.ltp, d), style=ltp_style),
-        "Chg": Text(_signed(change, d), style=_colour(change)),
-        "%Chg": Text("" if pct is None else f"{pct:+.2f}%", style=_colour(pct)),
-        "Bid Qty": Text(fit_qty(row.bid_qty, w["Bid Qty"]), style="dim"),
-        "Bid": Text(_price(row.bid, d), style="green"),
-        "Ask": Text(_price(row.ask, d), style="red"),
-        "Ask Qty": Text(fit_qty(row.ask_qty, w["Ask Qty"]), style="dim"),
-        "Volume": Text(fit_qty(row.volume, w["Volume"])),
-        "OI": Text(fit_qty(row.oi, w["OI"])),
-        "OI Chg": Text(fit_qty(oi_change, w["OI Chg"], sign=True), style=_colour(oi_change)),
-        "VWAP": Text(_price(row.atp, d) if row.atp else ""),
-        "LTT": Text(ltt_text(row.ltt), style="dim"),
+        "Symbol": (row.symbol, "cyan" if row.underlying else "yellow"),
+        "LTP": (_price(row.ltp, d), ltp_style),
+        "Chg": (_signed(change, d), _colour(change)),
+        "%Chg": ("" if pct is None else f"{_signed(pct, 2)}%",
+                 _colour(None if pct is None else round(pct, 2))),
+        "Bid Qty": (fit_qty(row.bid_qty, w["Bid Qty"]), "dim"),
+        "Bid": (_price(row.bid, d), "green"),
+        "Ask": (_price(row.ask, d), "red"),
+        "Ask Qty": (fit_qty(row.ask_qty, w["Ask Qty"]), "dim"),
+        "Volume": (fit_qty(row.volume, w["Volume"]), ""),
+        "OI": (fit_qty(row.oi, w["OI"]), ""),
+        "OI Chg": (fit_qty(oi_change, w["OI Chg"], sign=True), _colour(oi_change)),
+        "VWAP": (_price(row.atp, d) if row.atp else "", ""),
+        "LTT": (ltt_text(row.ltt), "dim"),
     }
 
 
@@ -612,8 +668,6 @@ def render(board: QuoteBoard, status: Status, now: float, width: int, height: in
     if note:
         line.append(f" · {note}", style="yellow")
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 0),
-                  header_style="bold", expand=False)
     if height is None:
         shown = rows
         board.offset = 0
@@ -622,16 +676,15 @@ def render(board: QuoteBoard, status: Status, now: float, width: int, height: in
         board.offset = max(0, min(board.offset, max(0, len(rows) - fit)))
         shown = rows[board.offset:board.offset + fit]
     symbol_width = min(28, max([len(r.symbol) for r in rows] + [12]))  # steady while paging
-    columns = columns_for(width, symbol_width)
-    for c in columns:
-        table.add_column(c.title, width=c.width, no_wrap=True, overflow="ellipsis",
-                         justify="left" if c.title == "Symbol" else "right")
+    columns = columns_for(width, symbol_width, SORT_COLUMN[board.sort])
     widths = {c.title: c.width for c in columns}
+    table = [_line([(c.title, "bold") for c in columns], columns),
+             [("─" * _needed(columns), "dim")]]
     for row in shown:
         text = cells(row, now, widths)
-        table.add_row(*(text[c.title] for c in columns))
+        table.append(_line([text[c.title] for c in columns], columns))
 
-    parts: list = [title, line, table]
+    parts: list = [title, line, Lines(table)]
     more = len(rows) - board.offset - len(shown)
     if board.filter and not rows:
         parts.append(Text(f"no instrument of underlying {board.filter} on the board "
@@ -904,6 +957,11 @@ def _live(args, board, feed, take_rows, note) -> int:
         reader = KeyReader(fd, keys)
         reader.start()
     period = 1.0 / max(0.5, min(args.refresh, 30.0))
+
+    def leave(signum, frame):  # kill or a closed SSH session: restore the terminal on the way out
+        raise SystemExit(0)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, leave)
     try:
         with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False,
                   redirect_stderr=False) as live:

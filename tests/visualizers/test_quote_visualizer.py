@@ -81,7 +81,7 @@ def test_change_pct_oi_change_depth_and_vwap_of_one_instrument():
     assert (row.bid, row.bid_qty, row.ask, row.ask_qty) == (26_010.30, 150, 26_010.40, 225)
     assert row.volume == 5_000 and row.atp == 26_005.5
     assert qv.ltt_text(row.ltt) == "12:54:10"
-    text = {k: v.plain for k, v in qv.cells(row, NOW).items()}
+    text = {k: v[0] for k, v in qv.cells(row, NOW).items()}
     assert text["Chg"] == "+10.25" and text["%Chg"] == "+0.04%" and text["OI Chg"] == "+12,500"
     assert text["OI"] == "10,12,500" and text["Volume"] == "5,000" and text["LTT"] == "12:54:10"
 
@@ -91,7 +91,7 @@ def test_previous_close_falls_back_to_the_quote_close_and_equities_have_no_oi_ch
     board = board_with([ev("quote", 2885, seg="NSE_EQ", ltp=1_532.5, close=1_520.0, volume=10, atp=1_530.0)])
     row = board.rows[("NSE_EQ", 2885)]
     assert row.change == 12.5 and row.pct_change == pytest.approx(12.5 / 1520 * 100)
-    assert row.oi_change is None and qv.cells(row, NOW)["OI Chg"].plain == ""
+    assert row.oi_change is None and qv.cells(row, NOW)["OI Chg"][0] == ""
     board.apply([ev("prev_close", 2885, seg="NSE_EQ", prev_close=1_500.0, prev_oi=0)], NOW)
     assert row.change == 32.5  # the prev_close event wins over the quote's close
     assert row.oi_change is None  # no OI today nor yesterday: blank, not 0
@@ -205,7 +205,7 @@ def test_flash_on_up_and_down_ticks_for_half_a_second_and_never_for_history():
     board.apply([ev("full", 2, ltp=99.0, volume=4, recv=NOW - 60)], NOW + 4)  # history replay
     assert row.flash(NOW + 4) == 0 and row.ltp == 99.0
     assert "on green" in qv.cells(board_with([ev("full", 2, ltp=1.0), ev("full", 2, ltp=2.0)]).rows[
-        ("NSE_FNO", 2)], NOW)["LTP"].style
+        ("NSE_FNO", 2)], NOW)["LTP"][1]
 
 
 @pytest.mark.unit
@@ -264,6 +264,8 @@ def test_screen_fits_the_terminal_says_how_many_more_and_drops_columns_when_narr
     narrow = _render_text(board, live, 80, 24)
     assert len(narrow) == 24 and max(map(len, narrow)) <= 80
     assert "LTP" in narrow[2] and "%Chg" in narrow[2] and "Bid" in narrow[2] and "VWAP" not in narrow[2]
+    board.handle_key("o")  # the column sorted on stays, however narrow
+    assert "OI Chg" in _render_text(board, live, 80, 24)[2]
     down = _render_text(board, Status(phase="live", redis_ok=False, problem="Redis unreachable: refused"), 160, 30)
     assert "disconnected" in down[0] and "Redis unreachable" in down[0]
     stale = _render_text(board, Status(phase="live", redis_ok=True, last_entry_at=NOW - 12), 160, 30)
