@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -52,6 +52,7 @@ from rich.style import Style
 from rich.text import Text
 
 from .. import bus
+from ..analytics.clock import IST_OFFSET_S
 from ..analytics.grid import grid_price, units
 from ..live import Event, LiveReader, Status, day_start_ns
 
@@ -601,7 +602,7 @@ def _style(name: str) -> Style | None:
 def _line(values: Sequence[tuple[str, str]], columns: Sequence[Column]) -> list[tuple[str, str]]:
     """One table line: each (text, style) fitted to its column (Symbol left, numbers right)."""
     line: list[tuple[str, str]] = []
-    for i, ((value, style), column) in enumerate(zip(values, columns)):
+    for i, ((value, style), column) in enumerate(zip(values, columns, strict=True)):
         if i:
             line.append((" ", ""))
         line.append((_fit(value, column.width, column.title == "Symbol"), style))
@@ -638,21 +639,17 @@ FRESHNESS_STYLE = {"live": "bold white on green4", "loading": "bold black on gre
                    "disconnected": "bold white on red3"}
 
 
-def status_word(status: Status, now: float) -> str:
-    return status.freshness(now)
-
-
 def render(board: QuoteBoard, status: Status, now: float, width: int, height: int | None,
            note: str | None = None, keys_on: bool = True):
     """The whole screen: title and freshness, the status line, the table, "N more", the keys.
     `height` None: every row (--once); else the rows that fit, from `board.offset`."""
-    word = status_word(status, now)
+    word = status.freshness(now)
     title = Text()
     title.append(" Dhan quote board ", style="bold white on blue")
     title.append(" ")
     title.append(f" {word} ", style=FRESHNESS_STYLE.get(word, "bold black on dark_orange"))
-    ist = datetime.fromtimestamp(now, tz=timezone.utc).timestamp() + 19_800
-    title.append(f"  {datetime.fromtimestamp(ist, tz=timezone.utc):%H:%M:%S} IST", style="dim")
+    title.append(f"  {datetime.fromtimestamp(now + IST_OFFSET_S, tz=timezone.utc):%H:%M:%S} IST",
+                 style="dim")
     if status.problem:
         title.append(f"  {status.problem}", style="bold red")
 
@@ -755,7 +752,7 @@ class SnapshotReader(LiveReader):
                 start = max(day_id, (ms, 0))
             starts[stream] = f"{start[0]}-{start[1]}"
         events, malformed = [], 0
-        for field, raw in client.hgetall(bus.LATEST_HASH).items():
+        for raw in client.hgetall(bus.LATEST_HASH).values():
             try:
                 event = bus.decode(raw)
                 stream = bus.EVENT_STREAM.get(event.get("type"))
@@ -873,6 +870,20 @@ def _caught_up(feed, ends: dict[str, str]) -> bool:
     return all(_id_key(reader.last_ids.get(s, "0-0")) >= _id_key(end) for s, end in ends.items())
 
 
+def in_background(call: Callable, *args) -> Future:
+    """`call(*args)` in a daemon thread: quitting never waits for it (a scrip master download
+    can take a minute; a ThreadPoolExecutor would hold the exit until it ends)."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(call(*args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the render loop
+            future.set_exception(exc)
+    threading.Thread(target=work, name="quote-instruments", daemon=True).start()
+    return future
+
+
 def run(args: argparse.Namespace, settings) -> int:
     from ..gui.bridge import database_engine, redis_connector
 
@@ -882,8 +893,7 @@ def run(args: argparse.Namespace, settings) -> int:
     board.set_filter(args.underlying)
     board.set_sort(args.sort)
     feed = BoardFeed(connect, engine, full_history=args.full_history)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quote-catalog")
-    rows_future: Future = pool.submit(load_rows, settings, engine, connect)
+    rows_future = in_background(load_rows, settings, engine, connect)
     note: str | None = LOADING
     feed.start()
 
@@ -905,7 +915,6 @@ def run(args: argparse.Namespace, settings) -> int:
         return _live(args, board, feed, take_rows, lambda: note)
     finally:
         feed.stop()
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _once(args, board, feed, connect, take_rows, note) -> int:

@@ -243,8 +243,9 @@ def test_numbers_in_indian_digits_and_compact_when_narrow():
 
 
 def _render_text(board, status, width, height):
+    import io
     from rich.console import Console
-    console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     console.print(qv.render(board, status, NOW, width, height))
     return console.export_text().rstrip("\n").split("\n")
 
