@@ -388,6 +388,47 @@ def test_once_prints_the_right_numbers_from_the_snapshot_and_from_the_day(own_re
     client.close()
 
 
+@pytest.mark.integration
+def test_snapshot_start_takes_today_from_the_hash_and_replays_what_the_hash_may_miss(own_redis):
+    """The fast start: today's entries of dhan:latest, then the streams from 2 s before their
+    ends (an event whose HSET had not landed is replayed), never yesterday's latest quote."""
+    client = redis.Redis.from_url(own_redis.url)
+    yesterday = time.time_ns() - 86_400 * 10**9
+    stale = {"type": "full", "exchange_segment": "NSE_FNO", "security_id": 7, "recv_ts": yesterday,
+             "ltp": 1.0, "volume": 1}
+    client.hset(bus.LATEST_HASH, bus.latest_field("full", "NSE_FNO", 7), orjson.dumps(stale))
+    client.hset(bus.LATEST_HASH, bus.latest_field("full", "NSE_FNO", 9), b"not json")
+    publish(client, {"type": "full", "exchange_segment": "NSE_FNO", "security_id": 8, "ltp": 50.0, "volume": 10})
+    # in the stream, not (yet) in the hash: the feed's HSET comes after its XADD
+    late = {"type": "full", "exchange_segment": "NSE_FNO", "security_id": 8, "recv_ts": time.time_ns(),
+            "ltp": 51.0, "volume": 12}
+    client.xadd(bus.STREAM_QUOTES, {bus.STREAM_FIELD: orjson.dumps(late)})
+    feed = qv.BoardFeed(lambda: redis.Redis.from_url(own_redis.url), None)
+    feed.start()
+    board = qv.QuoteBoard()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            board.apply(feed.drain(), time.time())
+            if feed.status.phase == "live" and board.rows.get(("NSE_FNO", 8)) and \
+                    board.rows[("NSE_FNO", 8)].volume == 12:
+                break
+            time.sleep(0.05)
+        row = board.rows[("NSE_FNO", 8)]
+        assert (row.ltp, row.volume) == (51.0, 12)
+        assert ("NSE_FNO", 7) not in board.rows  # yesterday's
+        assert feed.status.history_events == 1 and feed.status.malformed == 1
+        publish(client, {"type": "full", "exchange_segment": "NSE_FNO", "security_id": 8, "ltp": 52.0, "volume": 15})
+        deadline = time.monotonic() + 30
+        while row.volume != 15 and time.monotonic() < deadline:
+            board.apply(feed.drain(), time.time())
+            time.sleep(0.05)
+        assert (row.ltp, row.volume) == (52.0, 15) and feed.status.freshness() == "live"
+    finally:
+        feed.stop()
+        client.close()
+
+
 # ---- the live board in a pseudo-terminal, as over SSH -----------------------------------------
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>78]")
 
