@@ -185,7 +185,6 @@ def test_cli_help_lists_every_command_of_the_design():
     import re
     import subprocess
     import sys
-    from pathlib import Path
     root = Path(__file__).resolve().parents[2]
     design = (root.parent / "shared" / "DESIGN.md").read_text()
     section = design[design.index("### 3.1"):design.index("### 3.2")]

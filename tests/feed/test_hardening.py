@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dhan_trading import bus, exitcodes
+from dhan_trading import bus
 from dhan_trading.capture import read_capture
 from dhan_trading.market_feed.feed import Feed, FeedOptions
 from dhan_trading.market_feed.plan import plan_connections

@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from dhan_trading.instruments.master import UNKNOWN_TICK, Instrument, parse_master, tick_sizes
+from dhan_trading.instruments.master import UNKNOWN_TICK, Instrument, tick_sizes
 from dhan_trading.protocol import FeedDecoder, decode_depth_frame, encode_depth_side, encode_full
 from dhan_trading.protocol.packets import DEPTH_ASK, DEPTH_BID
 from tests.instruments.test_instruments_parse import FUTIDX, OPTION, csv_text
