@@ -31,7 +31,6 @@ from datetime import date, datetime, time as dtime
 from decimal import Decimal
 from typing import Callable, Iterable, Sequence
 
-import orjson
 import redis
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
