@@ -179,8 +179,11 @@ def _drawing(quick: bool) -> list[Result]:
         def sync(self):
             self.picture = QPicture()
             p = QPainter(self.picture)
-            for i, bar in self.model.bars_between(self.model.first_index, self.model.last_index):
+            m = self.model
+            for i, bar in enumerate(m.builder.closed, m.first_index):
                 draw_candle(p, i, bar, self.pens)
+            if m.forming is not None:
+                draw_candle(p, m.forming_index, m.forming, self.pens)
             p.end()
             self.prepareGeometryChange()
             self.update()
