@@ -254,8 +254,9 @@ class DbWriter:
 
     def keep_claims(self) -> None:
         """Reset the idle time of the entries we hold (XCLAIM JUSTID to ourselves), so that
-        while the database is down no other writer takes them for a dead consumer's. An entry
-        another writer claimed meanwhile is idle for less than MIN_IDLE and is left to it."""
+        while the database is down no other writer takes them for a dead consumer's. Only
+        entries idle for a quarter of claim_idle_ms are touched: one that another writer has
+        claimed meanwhile is fresher than that and stays with it."""
         min_idle = self.config.claim_idle_ms // 4
         if not self.acks and (not self.batch.count
                               or time.monotonic() - self.batch.started < min_idle / 1000):

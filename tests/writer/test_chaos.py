@@ -30,9 +30,15 @@ def test_writer_killed_repeatedly_while_events_flow(writers, redis_client, store
     publisher = Publisher(redis_client, rate=3000)
     publisher.start()
     left_pending = 0
-    for _ in range(5):
-        proc = writers.start("--flush-ms", "200", "--batch", "500", "--claim-idle-ms", "500")
-        time.sleep(rng.uniform(1.0, 2.5))
+    for i in range(5):
+        proc = writers.start("--consumer", f"k{i}", "--flush-ms", "200", "--batch", "500",
+                             "--claim-idle-ms", "500")
+        if i % 2:  # mid-work (a loaded machine may take seconds to start a writer)...
+            wait_until(lambda: bus.read_health(redis_client, f"db_writer:k{i}"), 30,
+                       what="the writer to run")
+            time.sleep(rng.uniform(0.1, 1.0))
+        else:  # ...or anywhere from start-up on
+            time.sleep(rng.uniform(1.0, 2.5))
         proc.kill()
         proc.wait(10)
         left_pending += group_pending(redis_client) > 0
@@ -217,8 +223,11 @@ def test_counters_stay_exact_through_a_30_s_outage_longer_than_the_claim_idle_ti
     try:
         poison = [publish_raw(redis_client, bus.STREAM_QUOTES, b"{not json") for _ in range(3)]
         second = publish(redis_client, random_events(3000, seed=3))
-        wait_until(lambda: group_pending(redis_client) == 3000 + 3, 20,
-                   what="writer a to hold every new entry")
+        def a_holds_everything():  # (a batch of poison alone commits without the database)
+            delivered = all(g["last-delivered-id"] == redis_client.xinfo_stream(s)["last-generated-id"]
+                            for s in bus.STREAMS for g in redis_client.xinfo_groups(s))
+            return delivered and group_pending(redis_client) >= 3000
+        wait_until(a_holds_everything, 30, what="writer a to hold every new entry")
         b = writers.start("--consumer", "b", *options)
         wait_until(lambda: bus.read_health(redis_client, "db_writer:b"), 20, what="writer b")
         time.sleep(30)
