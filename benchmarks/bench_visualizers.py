@@ -164,7 +164,7 @@ def _drawing(quick: bool) -> list[Result]:
     from PyQt6.QtWidgets import QApplication
 
     from dhan_trading.gui import theme
-    from dhan_trading.visualizers.tick_chart import BODY, BarsItem, _pens, draw_candle
+    from dhan_trading.visualizers.tick_chart import BarsItem, _pens, draw_candle
 
     app = QApplication.instance() or QApplication([])
     theme.apply(app)
@@ -188,7 +188,7 @@ def _drawing(quick: bool) -> list[Result]:
             self.prepareGeometryChange()
             self.update()
 
-        def boundingRect(self):  # noqa: N802
+        def boundingRect(self):
             return QRectF(self.picture.boundingRect())
 
         def paint(self, p, *args):

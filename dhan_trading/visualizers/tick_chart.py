@@ -23,14 +23,21 @@ import logging
 import math
 from array import array
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QPainter, QPicture
-from PyQt6.QtWidgets import (QComboBox, QGraphicsItem, QHBoxLayout, QLabel, QPushButton, QSpinBox,
-                             QWidget)
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from .. import bus
 from ..analytics.bars import Bar, TickBarBuilder
@@ -282,8 +289,8 @@ class BarsItem(pg.GraphicsObject):
             self._grow_bounds()
             self.update()
         elif closed != m.closed_total or forming != snapshot:
-            for i in [k for k in self.pictures if k < m.first_index]:
-                del self.pictures[k]
+            for i in [i for i in self.pictures if i < m.first_index]:
+                del self.pictures[i]
             if self._grow_bounds():
                 self.update()
             else:
@@ -335,7 +342,7 @@ class BarsItem(pg.GraphicsObject):
         return True
 
     # ---- Qt --------------------------------------------------------------------------------
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+    def boundingRect(self) -> QRectF:
         return QRectF(self._bounds)
 
     def paint(self, p: QPainter, option, widget=None) -> None:
@@ -400,7 +407,7 @@ class GridItem(pg.GraphicsObject):
         levels = axis.tickValues(lo, hi, pixels)
         return [float(v) for v in levels[0][1]] if levels else []
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+    def boundingRect(self) -> QRectF:
         return QRectF(self._bounds)
 
     def paint(self, p: QPainter, option, widget=None) -> None:
@@ -462,7 +469,7 @@ class LastPriceItem(pg.GraphicsObject):
             scene = self.plot.vb.mapViewToScene(QPointF(self.at[0], self.at[2]))
             self.label.setPos(0, self.axis.mapFromScene(scene).y())
 
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt's name
+    def boundingRect(self) -> QRectF:
         return QRectF(self._bounds)
 
     def paint(self, p: QPainter, option, widget=None) -> None:
@@ -482,19 +489,19 @@ class BarTimeAxis(pg.AxisItem):
         self.label_for = label_for
         self._major = 1.0
 
-    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph's names
+    def tickSpacing(self, minVal, maxVal, size):
         if not (size > 0 and maxVal > minVal):
             return [(1.0, 0.0)]
         need = self.LABEL_PX * (maxVal - minVal) / size      # bars between two labels
-        major = next(step * 10 ** e for e in range(0, 9) for step in (1, 2, 5) if step * 10 ** e >= need)
+        major = next(step * 10 ** e for e in range(9) for step in (1, 2, 5) if step * 10 ** e >= need)
         self._major = float(major)
         minor = major / 5 if major >= 5 else (1 if major > 1 else None)
         return [(float(major), 0.0)] + ([(float(minor), 0.0)] if minor else [])
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph's name
+    def tickStrings(self, values, scale, spacing):
         if spacing != self._major:
             return [""] * len(values)
-        return [self.label_for(int(round(v))) or "" for v in values]
+        return [self.label_for(round(v)) or "" for v in values]
 
 
 # ---- the window ----------------------------------------------------------------------------
@@ -700,7 +707,7 @@ class TickChartWindow(LiveWindow):
         lo, hi = self.price_plot.vb.viewRange()[0]
         # the readout sits on the side of the cursor with room for it
         self.crosshair.label.setAnchor((1 if x > (lo + hi) / 2 else 0, 1))
-        index = int(round(x))
+        index = round(x)
         bar = self.model.bar_at(index)
         price = f"{y:,.2f}"
         if bar is None:

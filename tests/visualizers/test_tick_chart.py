@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import random
-from datetime import datetime, time as dtime
 import signal
 import subprocess
 import sys
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 
 import orjson
@@ -18,7 +19,6 @@ from dhan_trading import bus
 from dhan_trading.analytics.bars import TickBarBuilder, tick_bars
 from dhan_trading.scheduler.calendar import IST, ist_today
 from dhan_trading.visualizers.tick_chart import TickChartModel, describe_bar
-
 
 REPO = Path(__file__).resolve().parents[2]
 NIFTY_FUT = ("NSE_FNO", 87524730)      # NIFTY-Dec2026-FUT in the bundled sample scrip master
@@ -150,7 +150,7 @@ def test_readout_names_time_range_ohlc_volume_and_ticks():
 
 
 # ---- the window -----------------------------------------------------------------------------
-from PyQt6.QtWidgets import QApplication  # noqa: E402 - after the helpers that need no Qt
+from PyQt6.QtWidgets import QApplication
 
 
 def make_window(settings, **kwargs):
@@ -227,6 +227,22 @@ def test_window_history_then_live_draws_the_independent_bars(qtbot, own_redis, s
     qtbot.waitUntil(lambda: window.model.updates == len(events) + 1, timeout=10_000)
     qtbot.waitUntil(lambda: bool(painted), timeout=5_000)
     assert max(painted) <= 3 < len(in_view), painted   # the forming bar and its neighbours
+    # the cap: 30 bars kept; as new bars close the oldest go, and so do their cached pictures
+    window.set_bar_settings(100, 30)
+    window.grab()
+    assert window.model.first_index > 0 and len(window.candles.pictures) >= 25
+    more = session(NIFTY_FUT, 1000, seed=13, start_ns=tick["recv_ts"] + 10**9,
+                   start_volume=tick["volume"], price=forming.close)
+    publish(client, more)
+    qtbot.waitUntil(lambda: window.model.updates == len(events) + 1 + 1000, timeout=30_000)
+    window.redraw()
+    window.grab()
+    kept = window.model.builder.closed
+    assert len(kept) == 30 and kept[-1] == window.model.bar_at(window.model.forming_index - 1)
+    assert min(window.candles.pictures) >= window.model.first_index
+    assert f"{window.model.first_index:,} older dropped" in window.summary.text()
+    assert window.cap_box.value() == 30 and window.ticks_box.currentText() == "100"
+    window.set_bar_settings(233, 10_000)
     shot = window.grab()
     assert shot.save(str(tmp_path / "tick_chart.png"))
     if os.environ.get("DHAN_DOCS_IMG"):
@@ -379,7 +395,7 @@ def test_command_line_window_starts_follows_and_saves_a_screenshot(own_redis, tm
                DHAN_FEED_URL="ws://127.0.0.1:9", QT_QPA_PLATFORM="offscreen")
     done = subprocess.run([sys.executable, "-m", "dhan_trading.visualizers.tick_chart", "NIFTY", "FUT",
                            "--ticks", "100", "--screenshot", str(shot), "--after", "6"],
-                          env=env, cwd=tmp_path, capture_output=True, timeout=120)
+                          env=env, cwd=tmp_path, capture_output=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert shot.stat().st_size > 10_000
     client.close()
