@@ -37,18 +37,27 @@ def test_tables_are_created_with_the_contract_columns(engine):
     schema.create_tables(engine)  # a second call is a no-op, never an error
 
 
-def test_prices_round_trip_exactly_and_duplicates_are_ignored(engine):
-    rows = [{"event_id": schema.stream_id_to_event_id("1700000000123-7"), "exchange_segment": "MCX_COMM",
-             "security_id": 1, "recv_ts": 1_700_000_000_123_456_789, "ltp": 131072.1, "ltt": 5},
-            {"event_id": schema.stream_id_to_event_id("1700000000124-0"), "exchange_segment": "NSE_FNO",
-             "security_id": 2, "recv_ts": 2, "ltp": 0.05, "ltt": 6}]
-    with engine.begin() as conn:
-        conn.execute(schema.ticks.insert(), rows)
-        again = schema.ticks.insert().prefix_with("OR IGNORE" if engine.dialect.name == "sqlite" else "IGNORE")
-        conn.execute(again, rows[:1])
+def test_prices_round_trip_exactly_and_a_replayed_entry_is_a_no_op(engine):
+    """Through the writer's own statements (EventStore, the SQL production issues): exact prices
+    on both databases, and the same entries written again change nothing."""
+    from dhan_trading import bus
+    from dhan_trading.subscribers.rows import event_row
+    from dhan_trading.subscribers.store import EventStore
+
+    store = EventStore(engine)
+    events = [("1700000000123-7", {"type": "ticker", "exchange_segment": "MCX_COMM", "security_id": 1,
+                                   "recv_ts": 1_700_000_000_123_456_789, "ltp": 131072.1, "ltt": 5}),
+              ("1700000000124-0", {"type": "ticker", "exchange_segment": "NSE_FNO", "security_id": 2,
+                                   "recv_ts": 2, "ltp": 0.05, "ltt": 6})]
+    rows = [event_row(bus.STREAM_TICKS, entry_id, e, store.price) for entry_id, e in events]
+    store.write({"dhan_ticks": rows})
+    store.write({"dhan_ticks": rows[:1]})  # a crashed writer replays its unacknowledged batch
+    store.close()
     with engine.connect() as conn:
-        got = conn.execute(select(schema.ticks.c.ltp, schema.ticks.c.recv_ts).order_by(schema.ticks.c.event_id)).all()
-    assert got == [(Decimal("131072.1"), 1_700_000_000_123_456_789), (Decimal("0.05"), 2)]
+        got = conn.execute(select(schema.ticks.c.event_id, schema.ticks.c.ltp, schema.ticks.c.recv_ts)
+                           .order_by(schema.ticks.c.event_id)).all()
+    assert got == [(schema.stream_id_to_event_id("1700000000123-7"), Decimal("131072.1"), 1_700_000_000_123_456_789),
+                   (schema.stream_id_to_event_id("1700000000124-0"), Decimal("0.05"), 2)]
 
 
 def test_depth_levels_pack_exactly():
