@@ -267,7 +267,7 @@ def _text(value) -> str:
 
 
 def _interrupt(*_) -> None:
-    """SIGTERM stops the demo the same orderly way as Ctrl-C."""
+    """SIGTERM and SIGHUP stop the demo the same orderly way as Ctrl-C."""
     raise KeyboardInterrupt
 
 
@@ -290,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[red]configuration error:[/] {exc}")
         return exitcodes.FATAL
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)  # a closed terminal or tmux session: stop in order too
     code = 0
     try:
         demo.start()

@@ -145,7 +145,7 @@ def read_history(engine: Engine, day: date, points: dict[str, int | None],
                 if instruments is None or (event["exchange_segment"], event["security_id"]) in instruments:
                     event["stream"] = stream
                     merged.append(event)
-    merged.sort(key=lambda e: e["event_id"])
+    merged.sort(key=arrival)
     return merged
 
 
@@ -200,13 +200,16 @@ class LiveReader(threading.Thread):
         # Just before the first possible entry id of the day (ids are exclusive in XREAD).
         start_id = f"{day_start_ns(self.day) // 1_000_000 - 1}-{2**64 - 1}"
         db_streams = [s for s in self.streams if points[s] is not None and s in EVENT_TABLES]
+        # One cut for every stream (the oldest safe point), so the events of all streams are
+        # delivered in one event_id order across the handover too (a gap event before the
+        # quotes that follow it). Everything up to it is stored on each stream.
+        cut = min((points[s] for s in db_streams), default=None)
         loaded = False
         if db_streams and self.engine is not None:
-            loaded = self._load_database({s: points[s] for s in db_streams})
+            loaded = self._load_database({s: cut for s in db_streams})
         for stream in self.streams:
-            point = points[stream]
             if loaded and stream in db_streams:
-                self.last_ids[stream] = max(start_id, event_id_to_stream_id(point), key=_id_key)
+                self.last_ids[stream] = max(start_id, event_id_to_stream_id(cut), key=_id_key)
             else:
                 self.last_ids[stream] = start_id  # the stream itself holds today's history
         self._set(phase="live")
@@ -232,11 +235,18 @@ class LiveReader(threading.Thread):
                                                        block=self.block_ms))
             if not reply:
                 continue
+            # A stream that filled its COUNT may have older entries still unread than another
+            # stream's newest: deliver only up to the oldest such horizon and read the rest
+            # again next time, so events of all streams arrive in one event_id order.
+            full = [_text(entries[-1][0]) for _, entries in reply if len(entries) >= self.batch_size]
+            horizon = min(full, key=_id_key) if full else None
             events: list[Event] = []
             malformed = 0
             for stream, entries in reply:
                 stream = _text(stream)
                 for entry_id, fields in entries:
+                    if horizon is not None and _id_key(_text(entry_id)) > _id_key(horizon):
+                        break
                     try:
                         event = bus.decode(fields[bus.STREAM_FIELD])
                     except (KeyError, ValueError):
@@ -247,10 +257,11 @@ class LiveReader(threading.Thread):
                         event["stream"] = stream
                         events.append(event)
                 if entries:
-                    self.last_ids[stream] = _text(entries[-1][0])
+                    last = _text(entries[-1][0])
+                    self.last_ids[stream] = last if horizon is None else min(last, horizon, key=_id_key)
             self._set(last_entry_at=time.time(), malformed=self.status.malformed + malformed)
             if events:
-                events.sort(key=lambda e: e["event_id"])
+                events.sort(key=arrival)
                 self._deliver(events)
 
     # ---- plumbing --------------------------------------------------------------------------
@@ -290,6 +301,18 @@ class LiveReader(threading.Thread):
                 self.halt.wait(delay)
                 delay = min(RETRY_MAX_S, delay * 2)
         return None
+
+
+# Within one millisecond, ids of different streams say nothing about which came first; the feed
+# publishes a gap event before the update that resumes after it, so gaps sort first there.
+_STREAM_RANK = {bus.STREAM_GAPS: 0}
+
+
+def arrival(event: Event) -> tuple[int, int, int]:
+    """Sort key of events of several streams: the millisecond of arrival (the entry id's), a gap
+    event before market data of the same millisecond, then the entry id."""
+    event_id = event["event_id"]
+    return event_id >> 20, _STREAM_RANK.get(event.get("stream"), 1), event_id
 
 
 def _id_key(stream_id: str) -> tuple[int, int]:

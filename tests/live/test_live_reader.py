@@ -169,6 +169,8 @@ def test_history_then_live_exactly_once_across_the_handover(own_redis, db_url, t
                  "every wanted event")
         time.sleep(0.3)  # a duplicate would arrive right behind the last event
         assert got.by_stream() == market.wanted  # exactly once, in order, per stream
+        ms = [e["event_id"] >> 20 for e in got.events]
+        assert ms == sorted(ms)  # and in arrival order across the streams (to the millisecond)
         assert got.statuses[-1].phase == "live" and got.statuses[-1].database_ok is True
         assert got.statuses[-1].history_events > 0
         assert all((e["exchange_segment"], e["security_id"]) in WANTED for e in got.events)
@@ -282,3 +284,12 @@ def test_freshness_words():
 def test_unknown_stream_is_refused():
     with pytest.raises(ValueError, match="not an event stream"):
         LiveReader(streams=("dhan:nope",), on_events=print, connect=redis.Redis, engine=None)
+
+
+@pytest.mark.unit
+def test_a_gap_sorts_before_market_data_of_the_same_millisecond():
+    from dhan_trading.live import arrival
+    quote = {"event_id": (5 << 20) | 0, "stream": bus.STREAM_QUOTES}
+    gap = {"event_id": (5 << 20) | 3, "stream": bus.STREAM_GAPS}
+    later = {"event_id": (6 << 20) | 0, "stream": bus.STREAM_GAPS}
+    assert sorted([later, quote, gap], key=arrival) == [gap, quote, later]
