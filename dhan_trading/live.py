@@ -120,6 +120,25 @@ def safe_points(client: redis.Redis, streams: Sequence[str], group: str = bus.WR
     return out
 
 
+def handover_points(client: redis.Redis, streams: Sequence[str], group: str = bus.WRITER_GROUP
+                    ) -> dict[str, int | None]:
+    """Where history ends and live begins, per stream: its safe point, but never past the oldest
+    safe point of a stream the writer has not caught up with, so the events of all streams cross
+    the handover in one arrival order (a gap event before the quotes that follow it). A stream
+    the writer has caught up with (nothing after its safe point) bounds nothing: a sparse stream
+    (gaps) whose last entry is hours old must not send the whole day to Redis."""
+    points = safe_points(client, streams, group)
+    behind = []
+    for stream, point in points.items():
+        if point is None:
+            continue
+        last = client.xrevrange(stream, count=1)
+        if last and stream_id_to_event_id(last[0][0]) > point:
+            behind.append(point)
+    cut = min(behind, default=None)
+    return {s: p if p is None or cut is None else min(p, cut) for s, p in points.items()}
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -194,22 +213,18 @@ class LiveReader(threading.Thread):
     # ---- history ---------------------------------------------------------------------------
     def _load_history(self) -> None:
         self._set(phase="history")
-        points = self._with_redis(lambda c: safe_points(c, self.streams))
+        points = self._with_redis(lambda c: handover_points(c, self.streams))
         if points is None:
             return
         # Just before the first possible entry id of the day (ids are exclusive in XREAD).
         start_id = f"{day_start_ns(self.day) // 1_000_000 - 1}-{2**64 - 1}"
         db_streams = [s for s in self.streams if points[s] is not None and s in EVENT_TABLES]
-        # One cut for every stream (the oldest safe point), so the events of all streams are
-        # delivered in one event_id order across the handover too (a gap event before the
-        # quotes that follow it). Everything up to it is stored on each stream.
-        cut = min((points[s] for s in db_streams), default=None)
         loaded = False
         if db_streams and self.engine is not None:
-            loaded = self._load_database({s: cut for s in db_streams})
+            loaded = self._load_database({s: points[s] for s in db_streams})
         for stream in self.streams:
             if loaded and stream in db_streams:
-                self.last_ids[stream] = max(start_id, event_id_to_stream_id(cut), key=_id_key)
+                self.last_ids[stream] = max(start_id, event_id_to_stream_id(points[stream]), key=_id_key)
             else:
                 self.last_ids[stream] = start_id  # the stream itself holds today's history
         self._set(phase="live")

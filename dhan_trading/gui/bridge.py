@@ -76,11 +76,17 @@ class LiveFeed:
                                  on_status=status, connect=self.connect, engine=self.engine)
         self.reader.start()
 
-    def drain(self) -> list[Event]:
-        """Everything delivered since the last drain, in delivery order (GUI thread)."""
+    def drain(self, limit: int | None = None) -> list[Event]:
+        """What was delivered since the last drain, in delivery order (GUI thread); at most
+        `limit` events, the rest left for the next tick (a day of history then folds in
+        chunks and the window keeps repainting instead of freezing)."""
         out: list[Event] = []
-        while self.queue:
+        while self.queue and (limit is None or len(out) < limit):
             batch = self.queue.popleft()
+            if limit is not None and len(out) + len(batch) > limit:
+                keep = limit - len(out)
+                self.queue.appendleft(batch[keep:])
+                batch = batch[:keep]
             self.queued -= len(batch)
             out.extend(batch)
         return out

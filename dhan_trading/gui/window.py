@@ -26,6 +26,9 @@ from .picker import InstrumentPicker
 
 log = logging.getLogger(__name__)
 REPAINT_HZ = 20
+# Events folded into the model per timer tick: a day of history loads in chunks, repainting
+# between them, instead of freezing the window for the seconds it takes.
+APPLY_CHUNK = 20_000
 
 
 class LiveWindow(QMainWindow):
@@ -130,7 +133,7 @@ class LiveWindow(QMainWindow):
         if self._catalog_future is not None and bridge.when_done(
                 self._catalog_future, self._catalog_ready, self._catalog_failed):
             self._catalog_future = None
-        events = self.feed.drain()
+        events = self.feed.drain(APPLY_CHUNK)
         if events:
             try:
                 self.apply(events)

@@ -134,3 +134,14 @@ def test_window_says_when_nothing_matches(qtbot, settings_env):
     window.finish_layout()
     qtbot.waitUntil(lambda: "no instrument matches" in window.message.text(), timeout=30_000)
     window.close()
+
+
+@pytest.mark.unit
+def test_drain_takes_at_most_the_limit_and_keeps_the_rest_in_order():
+    from dhan_trading.gui.bridge import LiveFeed
+    feed = LiveFeed((), connect=None, engine=None)
+    feed.queue.extend([[1, 2, 3], [4, 5], [6]])
+    feed.queued = 6
+    assert feed.drain(4) == [1, 2, 3, 4]
+    assert feed.queued == 2
+    assert feed.drain(10) == [5, 6] and feed.queued == 0 and feed.drain() == []

@@ -293,3 +293,28 @@ def test_a_gap_sorts_before_market_data_of_the_same_millisecond():
     gap = {"event_id": (5 << 20) | 3, "stream": bus.STREAM_GAPS}
     later = {"event_id": (6 << 20) | 0, "stream": bus.STREAM_GAPS}
     assert sorted([later, quote, gap], key=arrival) == [gap, quote, later]
+
+
+def test_a_sparse_caught_up_stream_does_not_pull_the_handover_back(own_redis):
+    from dhan_trading.live import handover_points
+    client = redis.Redis.from_url(own_redis.url)
+    streams = (bus.STREAM_QUOTES, bus.STREAM_GAPS)
+    for stream in streams:
+        client.xgroup_create(stream, bus.WRITER_GROUP, id="0", mkstream=True)
+    gap = client.xadd(bus.STREAM_GAPS, {bus.STREAM_FIELD: b"{}"})  # one gap, early in the day
+    quotes = [client.xadd(bus.STREAM_QUOTES, {bus.STREAM_FIELD: b"{}"}) for _ in range(20)]
+    for stream in streams:  # the writer reads and acknowledges everything
+        for _, entries in client.xreadgroup(bus.WRITER_GROUP, "w", {stream: ">"}) or []:
+            client.xack(stream, bus.WRITER_GROUP, *[e for e, _ in entries])
+    points = handover_points(client, streams)
+    assert points == {bus.STREAM_QUOTES: stream_id_to_event_id(quotes[-1]),
+                      bus.STREAM_GAPS: stream_id_to_event_id(gap)}
+    more = [client.xadd(bus.STREAM_QUOTES, {bus.STREAM_FIELD: b"{}"}) for _ in range(5)]  # writer behind
+    later_gap = client.xadd(bus.STREAM_GAPS, {bus.STREAM_FIELD: b"{}"})
+    client.xreadgroup(bus.WRITER_GROUP, "w", {bus.STREAM_GAPS: ">"})
+    client.xack(bus.STREAM_GAPS, bus.WRITER_GROUP, later_gap)
+    points = handover_points(client, streams)
+    cut = stream_id_to_event_id(quotes[-1])  # the quotes the writer has not read yet bound both
+    assert points == {bus.STREAM_QUOTES: cut, bus.STREAM_GAPS: cut}
+    assert stream_id_to_event_id(more[0]) > cut
+    client.close()
