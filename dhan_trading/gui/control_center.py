@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -71,8 +72,7 @@ class ControlCenter(QMainWindow):
         self.setWindowTitle("Dhan Trading System · Control Center")
         self.setWindowIcon(app_icon())
         self.resize(1360, 760)
-        self.setStyleSheet(f"QPushButton:disabled {{ color: {theme.GRID}; border-color: {theme.GRID}; }}"
-                           f"QPushButton:enabled {{ color: {theme.TEXT}; }}")
+        self.setStyleSheet("QPushButton:disabled { color: #4f5b66; }")
         self.jobs = Jobs(self)
         self.settings, self.config_error = settings, error
         self.on_close = on_close          # demo --gui: stop what the demo started, then close
@@ -359,7 +359,11 @@ def run_demo(duration: float | None = None, mcx: bool = False, rate: int = 2000)
     embedded = None
     redis_url = settings.redis_url
     if not redis_url:
-        embedded = bus.EmbeddedRedis.ensure(data_dir)
+        try:
+            embedded = bus.EmbeddedRedis.ensure(data_dir)
+        except (ConfigError, RuntimeError, OSError) as exc:
+            sys.stderr.write(f"demo --gui: the embedded Redis did not start: {exc}\n")
+            return 1
         redis_url = embedded.url
     port = _free_port()
     demo_env = {"REDIS_URL": redis_url, "DHAN_DATA_DIR": str(data_dir), "DHAN_FEED_URL": f"ws://127.0.0.1:{port}",
@@ -381,6 +385,11 @@ def run_demo(duration: float | None = None, mcx: bool = False, rate: int = 2000)
                              f"database {settings.database_url().split('://')[0]}: starting every service")
     window.show()
     window.services_view.start_all()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C in the terminal ends the demo like closing it
+        signal.signal(sig, lambda *_: window.close())
+    python_ticks = QTimer(window)  # lets Python run its signal handlers while Qt waits
+    python_ticks.timeout.connect(lambda: None)
+    python_ticks.start(200)
     if duration:
         QTimer.singleShot(int(duration * 1000), window.close)
     return app.exec()

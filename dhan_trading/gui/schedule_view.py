@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from PyQt6.QtCore import QTimer
+from PyQt6.QtGui import QColor
 from PyQt6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                              QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
@@ -90,6 +91,7 @@ class ScheduleView(QWidget):
         self.timer.setInterval(1000)
         self.timer.timeout.connect(self.tick)
         self.timer.start()
+        services_view.changed.connect(self.tick)  # the scheduler's state as soon as it is read
         self.load()
 
     def load(self) -> None:
@@ -128,7 +130,7 @@ class ScheduleView(QWidget):
         row = self.suite.rows.get(SCHEDULER_ID)
         if row is not None:
             state = row["state"]
-            colour = theme.STATE["ok"] if state == RUNNING else theme.MUTED
+            colour = "#66bb6a" if state == RUNNING else theme.VALUE_AREA
             self.scheduler_state.setText(
                 f"Market scheduler: <b style='color:{colour}'>{state}</b>"
                 + ("" if state == RUNNING else " — services are not started or stopped at session times "
@@ -147,8 +149,12 @@ class ScheduleView(QWidget):
             left = ts - now.timestamp()
             item = self.table.item(r, 3)
             item.setText("done" if left <= 0 else f"in {countdown(left)}")
-            if left > 0 and upcoming is None:
+            nxt = left > 0 and upcoming is None
+            if nxt:
                 upcoming = r
+            colour = QColor(theme.MUTED if left <= 0 else theme.ACCENT if nxt else theme.TEXT)
+            for c in range(4):
+                self.table.item(r, c).setForeground(colour)
         if upcoming is not None:
             a = self.plan["actions"][upcoming]
             left = self.table.item(upcoming, 0).data(256) - now.timestamp()

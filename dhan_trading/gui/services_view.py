@@ -105,6 +105,14 @@ class StatusReader:
             return None, None
 
 
+def _health_detail(row: dict) -> str:
+    """What a healthy running service says it is doing: its heartbeat's state word and detail."""
+    record = row.get("health") or {}
+    if row["state"] != RUNNING or not record:
+        return ""
+    return " · ".join(str(x) for x in (record.get("state"), record.get("detail")) if x)
+
+
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -202,6 +210,7 @@ class ServicesView(QWidget):
             self.buttons[sid] = {}
             for action in ("start", "stop", "restart"):
                 b = QPushButton(action.title())
+                b.setFixedWidth(66)
                 b.setObjectName(f"{action}:{sid}")
                 b.setEnabled(False)
                 b.clicked.connect(lambda _=False, a=action, i=sid: self.act(a, i))
@@ -280,7 +289,7 @@ class ServicesView(QWidget):
             word, age, key = health_words(row, now)
             uptime = now - row["started_at"] if row.get("started_at") else None
             busy = self.busy.get(sid)
-            detail = row.get("problem") or row.get("message") or ""
+            detail = row.get("problem") or _health_detail(row) or row.get("message") or ""
             if not available:
                 detail = row.get("unavailable_reason") or "not available"
             if busy:

@@ -406,3 +406,33 @@ def test_demo_gui_runs_the_pipeline_in_the_control_center_and_leaves_nothing_beh
     assert quotes > 100, quotes
     assert _ours(data_dir) == []
     assert not (data_dir / "redis" / "redis.sock").exists()  # the embedded Redis it started is stopped
+
+
+@pytest.mark.gui
+def test_the_schedule_shows_the_plan_the_scheduler_runs_and_the_calendar_warning(qtbot, env, settings_env):
+    from datetime import datetime
+
+    from dhan_trading.gui.control_center import ControlCenter
+    from dhan_trading.gui.schedule_view import compute_plan
+    from dhan_trading.scheduler.calendar import IST
+    from dhan_trading.scheduler.plan import day_plan
+    from dhan_trading.scheduler.calendar import MarketCalendar
+    settings = settings_env(DHAN_DATA_DIR=env, REDIS_URL="redis://127.0.0.1:1/0")
+    window = ControlCenter(settings)
+    qtbot.addWidget(window)
+    view = window.schedule_view
+    qtbot.waitUntil(lambda: view.plan is not None and "market_scheduler" in window.suite.rows, timeout=30_000)
+    today = view.plan
+    assert today["actions"] == day_plan(MarketCalendar(settings), datetime.fromisoformat(today["date"]).date(),
+                                        [s for s in SERVICES if s.scheduled])["actions"]  # what --plan prints
+    assert view.table.rowCount() == len(today["actions"])
+    qtbot.waitUntil(lambda: "STOPPED" in view.scheduler_state.text(), timeout=5_000)
+    assert view.start_button.isEnabled()
+    assert not view.stop_button.isEnabled()
+
+    with pytest.warns(UserWarning, match="no holiday table covers 2039"):  # a year no table covers
+        far = compute_plan(settings, SERVICES, now=datetime(2039, 6, 1, 8, 0, tzinfo=IST))
+    view._got(far)
+    assert not view.warning.isHidden() and "no holiday table covers 2039" in view.warning.text()
+    assert view.next.text().startswith("Next: start ") and view.table.item(0, 3).text().startswith("in ")
+    window.close()
