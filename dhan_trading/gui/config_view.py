@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from PyQt6.QtWidgets import (QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
-                             QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QFormLayout, QGroupBox, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from ..config import DOTENV_PATH, VARIABLES, Settings, mask_url
 from . import theme
@@ -34,7 +33,7 @@ def check_redis(settings: Settings) -> str:
     try:
         info = client.info("server")
         return f"Redis {info.get('redis_version', '?')} answers at {where}"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer, in words
         hint = "" if settings.redis_url else (" (the embedded server is not running: start the Redis service, "
                                               "or `python -m dhan_trading redis start`)")
         raise RuntimeError(f"Redis at {where}: {type(exc).__name__}: {exc}{hint}") from None
@@ -55,7 +54,7 @@ def check_database(settings: Settings) -> str:
             conn.execute(text("SELECT 1"))
             tables = [t for t in inspect(conn).get_table_names() if t.startswith("dhan_")]
         return f"connected to {where}; tables: {', '.join(tables) or 'none yet (the writer creates them)'}"
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer, in words
         raise RuntimeError(f"database {where}: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}") from None
     finally:
         engine.dispose()
@@ -76,7 +75,7 @@ def check_dhan(settings: Settings) -> str:
     try:
         with connect(url, open_timeout=CHECK_TIMEOUT_S, close_timeout=1):
             pass
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure is the answer, masked
         text = mask.mask(f"{type(exc).__name__}: {exc}")
         raise RuntimeError(f"handshake with {settings.feed_url} failed: {text}") from None
     host = urlsplit(settings.feed_url).netloc

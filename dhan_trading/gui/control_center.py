@@ -16,15 +16,15 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QColor, QIcon, QPainter, QPixmap
 from PyQt6.QtNetwork import QLocalServer, QLocalSocket
-from PyQt6.QtWidgets import (QApplication, QLabel, QListWidgetItem, QMainWindow, QMenu,
-                             QSystemTrayIcon, QTabWidget, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QApplication, QLabel, QListWidgetItem, QMainWindow, QMenu, QSystemTrayIcon,
+                             QTabWidget, QVBoxLayout, QWidget)
 
 from ..config import DEFAULT_DATA_DIR, DOTENV_PATH, ConfigError, Settings, get_settings
 from ..services.registry import SERVICES, Service
@@ -67,7 +67,7 @@ class ControlCenter(QMainWindow):
     def __init__(self, settings: Settings | None, error: str | None = None, *,
                  services: Sequence[Service] = SERVICES, extra_env: dict[str, str] | None = None,
                  dotenv_path: Path | None = DOTENV_PATH, refresh_ms: int = 1000,
-                 on_close: Callable[["ControlCenter"], object] | None = None):
+                 on_close: Callable[[ControlCenter], object] | None = None):
         super().__init__()
         self.setWindowTitle("Dhan Trading System · Control Center")
         self.setWindowIcon(app_icon())
@@ -198,7 +198,7 @@ class ControlCenter(QMainWindow):
         self.raise_()
         self.activateWindow()
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event) -> None:
         if self.on_close is not None and self.closing is not True:
             event.ignore()
             if self.closing is None:  # first close: run the hook in a worker, then close for real
@@ -304,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python launch_dhan_control_center.py",
                                      description="The Qt control center of the Dhan Trading System.")
     parser.add_argument("--tab", choices=[t.lower() for t in TABS], help="open on this tab")
+    parser.add_argument("--screenshot", metavar="FILE", help="save the window as a PNG after --after seconds, "
+                        "then exit (a check on a headless machine; the services keep running)")
+    parser.add_argument("--after", type=float, default=5.0, help="seconds before --screenshot (default 5)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     app = application()
     settings, error = load_config()
@@ -319,6 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tab and not error:
         window.show_tab(args.tab.title())
     window.show()
+    if args.screenshot:
+        def shoot() -> None:
+            window.grab().save(args.screenshot)
+            window.close()
+        QTimer.singleShot(int(args.after * 1000), shoot)
     return app.exec()
 
 

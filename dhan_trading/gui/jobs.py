@@ -7,8 +7,9 @@ wait for it: the services belong to their runners, not to us) and hands back a F
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from PyQt6.QtCore import QObject, QTimer
 

@@ -56,7 +56,7 @@ class LogFollower:
 
     def _open(self, first: bool) -> bool:
         try:
-            self.fh = open(self.path, "rb")
+            self.fh = open(self.path, "rb")  # noqa: SIM115 - held open across reads to follow rotation
         except OSError:
             self.fh = None
             return False

@@ -8,20 +8,19 @@ the buttons call `Supervisor.start/stop/restart/start_all/stop_all` in worker th
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import psutil
 from PyQt6.QtCore import Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor
-from PyQt6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget,
-                             QProgressBar, QPushButton, QSplitter, QTableWidget, QTableWidgetItem,
-                             QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QProgressBar,
+                             QPushButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..config import Settings
 from ..services.registry import SERVICES, Service
-from ..services.state import (ACTIVE_STATES, BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED,
-                              STOPPING)
+from ..services.state import (ACTIVE_STATES, BACKOFF, EXITED, FATAL, RUNNING, STARTING, STOPPED, STOPPING)
 from ..services.supervisor import Supervisor
 from . import theme
 from .jobs import Jobs, run_in_thread

@@ -2,6 +2,7 @@
 and services (the feed on the simulator, the writer on SQLite), the test's own redis-server."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -82,7 +83,7 @@ def simulator(env, monkeypatch):
 
 def _status_json() -> dict[str, dict]:
     out = subprocess.run([sys.executable, "-m", "dhan_trading", "services", "status", "--json"],
-                         env=dict(os.environ), cwd="/", capture_output=True, text=True, timeout=90)
+                         env=dict(os.environ), cwd="/", capture_output=True, text=True, timeout=90, check=False)
     assert out.returncode == 0, out.stderr
     return {s["id"]: s for s in json.loads(out.stdout)}
 
@@ -263,11 +264,13 @@ def test_the_log_view_follows_a_growing_rotating_file_with_filters_and_pause(qtb
 
 
 BEAT = textwrap.dedent("""
-    import os, time, redis
+    import os, sys, time, redis
     from dhan_trading import bus
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
-    while True:
-        bus.publish_health(client, bus.heartbeat("beat", "working", True))
+    while True:  # healthy while the file named by argv[1] exists
+        ok = os.path.exists(sys.argv[1])
+        bus.publish_health(client, bus.heartbeat("beat", "working" if ok else "db_down", ok,
+                                                 None if ok else "cannot reach the database"))
         time.sleep(0.3)
 """)
 
@@ -275,12 +278,14 @@ BEAT = textwrap.dedent("""
 @pytest.mark.gui
 @pytest.mark.integration
 @pytest.mark.slow
-def test_the_window_stays_responsive_while_redis_is_blocked(qtbot, env, own_redis, monkeypatch, tmp_path):
+def test_the_window_stays_responsive_while_redis_is_blocked_and_notifies_unhealthy_once(
+        qtbot, env, own_redis, monkeypatch, tmp_path):
     monkeypatch.setenv("REDIS_URL", own_redis.url)
     settings = load_settings(dotenv_path=None)
-    script = tmp_path / "beat.py"
+    script, ok = tmp_path / "beat.py", tmp_path / "ok"
     script.write_text(BEAT)
-    beat = Service("beat", "Beat", (sys.executable, str(script)), script=script, restart=FAST)
+    ok.touch()
+    beat = Service("beat", "Beat", (sys.executable, str(script), str(ok)), script=script, restart=FAST)
     window = _open(qtbot, settings, services=[beat])
     window.services_view.act("start", "beat")
     qtbot.waitUntil(lambda: _cell(window, "beat", "Health") == "healthy", timeout=30_000)
@@ -295,9 +300,18 @@ def test_the_window_stays_responsive_while_redis_is_blocked(qtbot, env, own_redi
     qtbot.waitUntil(lambda: (seen_blocked.append(not window.services_view.polling.done()),
                              time.monotonic() - paused_at > 5.5)[1], timeout=20_000)
     timer.stop()
-    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert any(seen_blocked), "the status read never waited on Redis: the test did not block anything"
     assert len(ticks) > 60 and max(gaps) < 0.5, f"the GUI thread stalled {max(gaps):.2f} s"
+    assert window.notes == []
+
+    ok.unlink()  # the service says it cannot work: one notification for the transition
+    qtbot.waitUntil(lambda: _cell(window, "beat", "Health") == "unhealthy", timeout=30_000)
+    assert _cell(window, "beat", "Problem / last message") == "cannot reach the database"
+    qtbot.waitUntil(lambda: window.notes != [], timeout=5_000)
+    qtbot.wait(1_000)
+    assert window.notes == [("Beat is unhealthy", "cannot reach the database")]
+    assert any("⚠ Beat is unhealthy" in e for e in _events(window))
     window.services_view.act("stop", "beat")
     qtbot.waitUntil(lambda: _cell(window, "beat", "State") == "STOPPED", timeout=30_000)
     window.close()
@@ -324,9 +338,21 @@ def test_a_bad_env_file_opens_the_configuration_tab_with_the_error(qtbot, tmp_pa
 
 @pytest.mark.gui
 @pytest.mark.integration
+def test_the_launcher_with_a_bad_setting_opens_the_window_not_a_traceback(tmp_path, env):
+    shot = tmp_path / "shot.png"
+    out = subprocess.run([sys.executable, str(REPO / "launch_dhan_control_center.py"), "--screenshot", str(shot),
+                          "--after", "1"], env={**os.environ, "DHAN_DB_PORT": "abc", "QT_QPA_PLATFORM": "offscreen"},
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.mark.gui
+@pytest.mark.integration
 def test_settings_are_masked_and_the_connection_tests_say_what_failed(qtbot, env, settings_env, own_redis):
-    from dhan_trading.gui.control_center import ControlCenter
     from PyQt6.QtWidgets import QLabel
+
+    from dhan_trading.gui.control_center import ControlCenter
     settings = settings_env(DHAN_DATA_DIR=env, REDIS_URL=own_redis.url.replace("127.0.0.1", "u:pw-secret@127.0.0.1"),
                             DHAN_ACCESS_TOKEN="tok-sec-ret-123", DHAN_CLIENT_ID="1000000001",
                             DHAN_FEED_URL=f"ws://127.0.0.1:{free_port()}")
@@ -352,7 +378,11 @@ def test_settings_are_masked_and_the_connection_tests_say_what_failed(qtbot, env
 @pytest.mark.gui
 @pytest.mark.integration
 def test_a_second_control_center_raises_the_first_and_exits_0(qtbot, env, settings_env):
-    from dhan_trading.gui.control_center import ControlCenter, SingleInstance, instance_name
+    from dhan_trading.gui.control_center import (
+        ControlCenter,
+        SingleInstance,
+        instance_name,
+    )
     settings = settings_env(DHAN_DATA_DIR=env, REDIS_URL="redis://127.0.0.1:1/0")
     window = ControlCenter(settings, services=[])
     qtbot.addWidget(window)
@@ -395,7 +425,7 @@ def test_demo_gui_runs_the_pipeline_in_the_control_center_and_leaves_nothing_beh
     env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_") and k != "REDIS_URL"}
     env.update(DHAN_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
     result = subprocess.run([sys.executable, "-m", "dhan_trading", "demo", "--gui", "--duration", "45", "--rate", "500"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     states = {p.name.split(".")[0]: json.loads(p.read_text()) for p in (data_dir / "run").glob("*.state.json")}
     for sid in ("redis", "simulator", "fno_feed", "db_writer"):
@@ -414,9 +444,8 @@ def test_the_schedule_shows_the_plan_the_scheduler_runs_and_the_calendar_warning
 
     from dhan_trading.gui.control_center import ControlCenter
     from dhan_trading.gui.schedule_view import compute_plan
-    from dhan_trading.scheduler.calendar import IST
+    from dhan_trading.scheduler.calendar import IST, MarketCalendar
     from dhan_trading.scheduler.plan import day_plan
-    from dhan_trading.scheduler.calendar import MarketCalendar
     settings = settings_env(DHAN_DATA_DIR=env, REDIS_URL="redis://127.0.0.1:1/0")
     window = ControlCenter(settings)
     qtbot.addWidget(window)
