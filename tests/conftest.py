@@ -29,6 +29,21 @@ def _missing(service: str, how: str):
     pytest.skip(message)
 
 
+# Coverage of child processes (.coveragerc `patch = subprocess`) rides on COVERAGE_PROCESS_CONFIG
+# in the environment; a test that starts a child with an environment of its own would drop it
+# and leave the child unmeasured, so it is carried into every explicit environment.
+_popen_init = subprocess.Popen.__init__
+
+
+def _popen_measured(self, *args, env=None, **kwargs):
+    if env is not None and "COVERAGE_PROCESS_CONFIG" in os.environ and "COVERAGE_PROCESS_CONFIG" not in env:
+        env = {**env, "COVERAGE_PROCESS_CONFIG": os.environ["COVERAGE_PROCESS_CONFIG"]}
+    _popen_init(self, *args, env=env, **kwargs)
+
+
+subprocess.Popen.__init__ = _popen_measured
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
