@@ -327,8 +327,10 @@ def test_window_shows_the_days_breadth_history_then_live_and_survives_redis_rest
     ad_x, ad_y = window.ad_curve.getData()
     assert ad_y[-1] == want["a"] - want["d"]
     assert window.index_curve.getData()[1][-1] == pytest.approx(want["index"])
-    (x_lo, x_hi), (y_lo, y_hi) = window.ad_plot.getPlotItem().vb.viewRange()
-    assert x_lo <= ad_x[0] and ad_x[-1] <= x_hi and y_lo <= min(ad_y) and max(ad_y) <= y_hi  # all in view
+    def all_in_view() -> bool:  # pyqtgraph re-ranges lazily, on its next view update
+        (x_lo, x_hi), (y_lo, y_hi) = window.ad_plot.getPlotItem().vb.viewRange()
+        return x_lo <= ad_x[0] and ad_x[-1] <= x_hi and y_lo <= min(ad_y) and max(ad_y) <= y_hi
+    qtbot.waitUntil(all_in_view, timeout=10_000)
     shot = tmp_path / "market_breadth.png"
     window.grab().save(str(shot))
     assert shot.stat().st_size > 20_000
