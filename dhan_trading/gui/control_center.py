@@ -11,6 +11,7 @@ thread only paints what the workers hand back, from timers.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
 import logging
 import os
@@ -103,9 +104,10 @@ class ControlCenter(QMainWindow):
         self.tabs.currentChanged.connect(self._tab_changed)
         if error:
             self.tabs.setCurrentWidget(self.config_view)
-        self.statusBar().showMessage(
-            f"data: {Path(settings.data_dir).resolve()} · closing this window leaves the services running"
-            if settings else "configuration error: see the Configuration tab")
+        closing = ("demo: closing this window stops the demo's services" if on_close
+                   else "closing this window leaves the services running")
+        self.statusBar().showMessage(f"data: {Path(settings.data_dir).resolve()} · {closing}"
+                                     if settings else "configuration error: see the Configuration tab")
         self.tray = self._make_tray()
 
     # ---- tabs ------------------------------------------------------------------------------------
@@ -382,6 +384,9 @@ def run_demo(duration: float | None = None, mcx: bool = False, rate: int = 2000)
     feed_id = "fno_mcx_feed" if mcx else "fno_feed"
 
     def stop_demo(window: ControlCenter) -> None:
+        starting = window.services_view.bulk_future
+        if starting is not None:  # closed during Start all: let it finish, or it starts one after the stop
+            concurrent.futures.wait([starting], timeout=180)
         sup = window.suite.supervisor()
         sup.stop(feed_id)  # the feed first: it flushes, and the writer stores what it sent
         sup.stop_all()

@@ -159,6 +159,7 @@ class ServicesView(QWidget):
         self.polling = None           # the status job in flight, if any
         self.busy: dict[str, str] = {}   # id -> "starting" etc. while an action for it runs
         self.bulk: dict | None = None    # the Start all / Stop all in progress
+        self.bulk_future = None          # its Future (the demo waits for it before stopping all)
         self.order = [s.id for s in suite.services]
         self.by_id = {s.id: s for s in suite.services}
 
@@ -401,7 +402,7 @@ class ServicesView(QWidget):
         self.progress.show()
         self.progress_text.setText(f"{self.bulk['kind']} all: preparing…")
         self._paint()
-        self.jobs.run(work, done=self._bulk_done, error=self._bulk_failed, name="cc-bulk")
+        self.bulk_future = self.jobs.run(work, done=self._bulk_done, error=self._bulk_failed, name="cc-bulk")
 
     def _bulk_progress(self) -> None:
         bulk = self.bulk

@@ -302,9 +302,13 @@ def test_the_window_stays_responsive_while_redis_is_blocked_and_notifies_unhealt
     timer.stop()
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert any(seen_blocked), "the status read never waited on Redis: the test did not block anything"
-    assert len(ticks) > 60 and max(gaps) < 0.5, f"the GUI thread stalled {max(gaps):.2f} s"
-    assert window.notes == []
+    # a Redis call on the GUI thread would stall it for the pause or the 2 s socket timeout; allow
+    # a loaded machine's scheduling hiccups, not that
+    assert len(ticks) > 40 and max(gaps) < 1.0, f"the GUI thread stalled {max(gaps):.2f} s"
 
+    # the paused heartbeat may have gone stale meanwhile (a true, notified transition): start afresh
+    qtbot.waitUntil(lambda: _cell(window, "beat", "Health") == "healthy", timeout=30_000)
+    window.notes.clear()
     ok.unlink()  # the service says it cannot work: one notification for the transition
     qtbot.waitUntil(lambda: _cell(window, "beat", "Health") == "unhealthy", timeout=30_000)
     assert _cell(window, "beat", "Problem / last message") == "cannot reach the database"
@@ -418,24 +422,31 @@ def test_the_monitor_tab_hosts_the_monitor_view_or_says_it_is_missing(qtbot, env
 @pytest.mark.gui
 @pytest.mark.integration
 @pytest.mark.slow
-def test_demo_gui_runs_the_pipeline_in_the_control_center_and_leaves_nothing_behind(tmp_path):
+@pytest.mark.parametrize("duration", [45, 4], ids=["after-45s", "closed-during-start-all"])
+def test_demo_gui_runs_the_pipeline_in_the_control_center_and_leaves_nothing_behind(tmp_path, duration):
     """`python -m dhan_trading demo --gui` with nothing configured: every demo service started
-    from the control center, rows stored, and closing the window (here --duration) stops all."""
+    from the control center, rows stored, and closing the window (here --duration) stops all,
+    even when it is closed while Start all is still starting them."""
     data_dir = (tmp_path / "var").resolve()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DHAN_") and k != "REDIS_URL"}
     env.update(DHAN_DATA_DIR=str(data_dir), PYTHONPATH=str(REPO), QT_QPA_PLATFORM="offscreen")
-    result = subprocess.run([sys.executable, "-m", "dhan_trading", "demo", "--gui", "--duration", "45", "--rate", "500"],
-                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    states = {p.name.split(".")[0]: json.loads(p.read_text()) for p in (data_dir / "run").glob("*.state.json")}
-    for sid in ("redis", "simulator", "fno_feed", "db_writer"):
-        assert states[sid]["state"] == "STOPPED" and states[sid]["restarts"] == 0, (sid, states[sid])
-    import sqlite3
-    db = sqlite3.connect(data_dir / "dhan_trading.sqlite3")
-    quotes = db.execute("SELECT COUNT(*) FROM dhan_quotes").fetchone()[0]
-    assert quotes > 100, quotes
-    assert _ours(data_dir) == []
-    assert not (data_dir / "redis" / "redis.sock").exists()  # the embedded Redis it started is stopped
+    try:
+        result = subprocess.run([sys.executable, "-m", "dhan_trading", "demo", "--gui", "--duration", str(duration),
+                                 "--rate", "500"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        states = {p.name.split(".")[0]: json.loads(p.read_text()) for p in (data_dir / "run").glob("*.state.json")}
+        for sid in ("redis", "simulator", "fno_feed", "db_writer"):
+            assert states[sid]["state"] == "STOPPED" and states[sid]["restarts"] == 0, (sid, states[sid])
+        if duration > 30:
+            import sqlite3
+            db = sqlite3.connect(data_dir / "dhan_trading.sqlite3")
+            quotes = db.execute("SELECT COUNT(*) FROM dhan_quotes").fetchone()[0]
+            assert quotes > 100, quotes
+        assert _ours(data_dir) == []
+        assert not (data_dir / "redis" / "redis.sock").exists()  # the embedded Redis it started is stopped
+    finally:
+        _kill_ours(data_dir)  # only if it failed: nothing may outlive the test
 
 
 @pytest.mark.gui
