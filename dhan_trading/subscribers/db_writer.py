@@ -22,6 +22,8 @@ raises as it is: neither is retried as an outage.
 from __future__ import annotations
 
 import logging
+import operator
+import sys
 import threading
 import time
 from collections import deque
@@ -36,12 +38,17 @@ from . import rows as R
 from .store import DatabaseUnavailable, EventStore, RowRejected
 
 log = logging.getLogger(__name__)
+_RECV_TS = operator.itemgetter(3)  # of a row (rows.COLUMNS: event_id, segment, security_id, recv_ts ...)
 
 HEALTH_SERVICE = "db_writer"
 DEAD_LETTER_MAXLEN = 100_000
 # A consumer with nothing pending and idle this long is a writer that exited: forget it.
 FORGET_CONSUMER_IDLE_MS = 3_600_000
 RETRY_MIN_S, RETRY_MAX_S = 0.25, 5.0
+# While a batch commits in the background, the GIL changes hands this often at most (the
+# default 5 ms would make the commit thread wait that long after each statement and the
+# reader wait as long for each reply).
+SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -116,21 +123,38 @@ class Batch:
             self.started = time.monotonic()
         table_rows = self.rows[R.STREAM_TABLE[stream]]
         ids = self.ids.setdefault(stream, [])
+        row = R.row_maker(stream, price)
         for entry_id, fields in entries:
             if entry_id is None or entry_id in held:  # None: Redis 6.2's reply for a deleted entry
                 continue
             held.add(entry_id)
             try:
-                table_rows.append(R.entry_row(stream, entry_id, fields, price))
+                table_rows.append(row(entry_id, fields))
             except R.Poison as exc:
+                fields = R.fields_dict(fields)
                 self.dead.append(DeadLetter(stream, entry_id, str(exc),
                                             fields.get(bus.STREAM_FIELD) if fields else None))
             ids.append(entry_id)
             self.count += 1
 
 
+@dataclass
+class Commit:
+    """A batch being written by the commit thread; the writer thread reads its outcome once
+    `thread` has ended (`error` set, or `committed`, the time.time() of the commit)."""
+
+    batch: Batch
+    thread: threading.Thread | None = None
+    error: BaseException | None = None
+    committed: float = 0.0
+
+
 class DbWriter:
-    """The writer loop. `run(stop)` returns after a final flush once `stop` is set."""
+    """The writer loop. `run(stop)` returns after a final flush once `stop` is set.
+
+    A batch is committed by a thread of its own while this one reads and converts the next
+    (the database's work overlaps Redis and JSON; one commit at a time, and a batch is
+    acknowledged only once its commit has succeeded)."""
 
     def __init__(self, connect: Callable[[], redis.Redis], store: EventStore, config: WriterConfig,
                  on_commit: Callable[[dict[str, list[tuple]], float], None] | None = None):
@@ -142,6 +166,10 @@ class DbWriter:
         self.stats = WriterStats()
         self.batch = Batch()
         self.acks: list[Batch] = []  # committed, not yet acknowledged (Redis was down)
+        self.writing: Commit | None = None  # the batch the commit thread is writing
+        # An XREADGROUP sent ahead (its connection; the COUNT it asked for), reply not read yet
+        self.prefetch: redis.connection.Connection | None = None
+        self.prefetch_count = 0
         self.cursor = {s: "0" for s in config.streams}  # "0": our own pending first, then ">"
         # Per stream, the ids in `batch` or `acks`: what this writer holds, never added twice.
         self.held: dict[str, set[bytes]] = {s: set() for s in config.streams}
@@ -157,11 +185,16 @@ class DbWriter:
         misconfigured database, a bug) ends the loop by raising, after `shutdown` has
         acknowledged what is committed; what is not stays pending for the next writer."""
         clean = False
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch_interval, SWITCH_INTERVAL_S))
         try:
             self._loop(stop)
             clean = True
         finally:
-            self.shutdown(flush=clean)
+            try:
+                self.shutdown(flush=clean)
+            finally:
+                sys.setswitchinterval(switch_interval)
 
     def _loop(self, stop: threading.Event) -> None:
         redis_backoff = RETRY_MIN_S
@@ -199,6 +232,8 @@ class DbWriter:
     def step(self) -> None:
         """One turn: retry acks, keep our claims, claim orphans, read, flush when due."""
         now = time.monotonic()
+        if self.writing and not self.writing.thread.is_alive():
+            self._finish_write()
         if self.acks:
             self._acknowledge()
         db_down = now < self.db_retry_at
@@ -211,18 +246,31 @@ class DbWriter:
         # Up to one batch normally; while the database is down, on to max_buffer_rows, then
         # stop. COUNT applies to each stream, hence the division.
         limit = self.config.max_buffer_rows if db_down else self.config.batch_rows
-        count = (limit - self.batch.count) // len(self.config.streams)
+        room = self.config.max_buffer_rows - self._held_rows()  # a commit under way counts too
+        count = min(limit - self.batch.count, room) // len(self.config.streams)
         if count > 0:
-            self._read(count, self._wait_ms(now))
+            if not self.writing:
+                self._read(count, self._wait_ms(now))
+            elif not self._read(count, None):  # nothing new: wait for the commit, not on Redis
+                self.writing.thread.join(self._wait_ms(now) / 1000)
+        elif self.writing:
+            self.writing.thread.join(0.2)
         elif db_down:
             time.sleep(min(self.db_retry_at - now, 0.2))
-        self.stats.buffered = self.batch.count
+        self.stats.buffered = self._held_rows()
         if self._flush_due():
-            self.flush()
+            if self.writing:
+                self._finish_write()  # one commit at a time; it may have failed (database down)
+            if self._flush_due():
+                self._start_write()
         if self.config.trim_maxlen and now >= self.next_trim:
             self.next_trim = now + 1.0
             bus.trim_streams_safely(self.client, self.config.trim_maxlen, self.config.streams,
                                     self.config.group)
+
+    def _held_rows(self) -> int:
+        """Entries read and not yet committed: the batch, and the one being committed."""
+        return self.batch.count + (self.writing.batch.count if self.writing else 0)
 
     def _wait_ms(self, now: float) -> int:
         if not self.batch.count:
@@ -231,16 +279,28 @@ class DbWriter:
         due = min(due, self.next_keep)  # a long outage: wake up to keep our claims
         return max(1, int((due - now) * 1000))
 
+    def _full(self, rows: int) -> bool:
+        """Full enough: the next read could add less than a quarter of a batch (COUNT applies
+        to each stream, so reads bring ever fewer rows as a batch fills; each is a round trip)."""
+        return rows > self.config.batch_rows - max(len(self.config.streams), self.config.batch_rows // 4)
+
     def _flush_due(self) -> bool:
         if not self.batch.count or time.monotonic() < self.db_retry_at:
             return False
-        return (self.batch.count > self.config.batch_rows - len(self.config.streams)  # as full as reads make it
+        return (self._full(self.batch.count)
                 or time.monotonic() - self.batch.started >= self.config.flush_ms / 1000)
 
-    def _read(self, count: int, block_ms: int) -> None:
+    def _read(self, count: int, block_ms: int | None) -> int:
+        """Read up to `count` entries per stream into the batch (waiting up to `block_ms` for
+        new ones; None: not at all); returns how many came."""
         replaying = any(c != ">" for c in self.cursor.values())
-        reply = self.client.xreadgroup(self.config.group, self.config.consumer, self.cursor,
-                                       count=count, block=None if replaying else block_ms)
+        if self.prefetch:
+            reply, count = self._receive_prefetch(), self.prefetch_count
+        else:
+            self._send_read(count, None if replaying else block_ms)
+            reply = self._receive_prefetch()
+        if reply and not replaying and max(len(entries) for _, entries in reply) >= count:
+            self._send_prefetch(sum(len(entries) for _, entries in reply))
         got = {}
         for stream, entries in reply or ():
             stream = _text(stream)
@@ -251,6 +311,56 @@ class DbWriter:
                 if cursor != ">":
                     entries = got.get(stream)
                     self.cursor[stream] = entries[-1][0] if entries else ">"
+        return sum(len(entries) for entries in got.values())
+
+    def _send_prefetch(self, coming: int) -> None:
+        """With a backlog (a reply as long as asked), ask Redis for the next entries before
+        converting the `coming` ones just received: Redis prepares them meanwhile, on the other
+        core. Not blocking: the reply is whatever is there already."""
+        if time.monotonic() < self.db_retry_at:
+            return
+        n = len(self.config.streams)
+        rows = self.batch.count + coming
+        if self._full(rows):  # that batch is flushed before the next read
+            rows = 0
+        room = self.config.max_buffer_rows - self._held_rows() - coming
+        count = min(self.config.batch_rows - rows, room) // n
+        if count <= 0:
+            return
+        self._send_read(count, None)
+
+    def _send_read(self, count: int, block_ms: int | None) -> None:
+        """Send XREADGROUP from the cursor; `_receive_prefetch` reads its reply."""
+        pool = self.client.connection_pool
+        conn = pool.get_connection()
+        block = () if block_ms is None else ("BLOCK", block_ms)
+        try:
+            conn.send_command("XREADGROUP", "GROUP", self.config.group, self.config.consumer,
+                              "COUNT", count, *block, "STREAMS", *self.cursor, *self.cursor.values())
+        except BaseException:
+            conn.disconnect()
+            pool.release(conn)
+            raise
+        self.prefetch, self.prefetch_count = conn, count
+
+    def _receive_prefetch(self) -> list:
+        """The reply of the XREADGROUP sent, as Redis gives it (no dict per entry: the row
+        makers read the flat field list): [[stream, [[id, [field, value ...]] ...]] ...].
+        If it is lost (Redis down), the entries it delivered are pending under our name: the
+        cursor goes back to "0" to replay them."""
+        conn, self.prefetch = self.prefetch, None
+        pool = self.client.connection_pool
+        try:
+            reply = conn.read_response()
+            return list(reply.items()) if isinstance(reply, dict) else reply or []  # RESP3: a map
+        except redis.ResponseError:
+            raise  # NOGROUP: the loop creates the groups again, which replays from "0" too
+        except BaseException:
+            conn.disconnect()
+            self.cursor = {s: "0" for s in self.config.streams}
+            raise
+        finally:
+            pool.release(conn)
 
     def keep_claims(self) -> None:
         """Reset the idle time of the entries we hold (XCLAIM JUSTID to ourselves), so that
@@ -258,8 +368,8 @@ class DbWriter:
         entries idle for a quarter of claim_idle_ms are touched: one that another writer has
         claimed meanwhile is fresher than that and stays with it."""
         min_idle = self.config.claim_idle_ms // 4
-        if not self.acks and (not self.batch.count
-                              or time.monotonic() - self.batch.started < min_idle / 1000):
+        held_since = [b.started for b in (self.batch, self.writing and self.writing.batch) if b and b.count]
+        if not self.acks and (not held_since or time.monotonic() - min(held_since) < min_idle / 1000):
             return  # nothing held long enough to need it (the usual case: batches are young)
         for stream, ids in self.held.items():
             ids = list(ids)
@@ -282,8 +392,8 @@ class DbWriter:
 
     def _claim_from(self, stream: str, consumer: str) -> None:
         start, claimed = "-", 0
-        while self.batch.count < self.config.max_buffer_rows:
-            count = min(self.config.batch_rows, self.config.max_buffer_rows - self.batch.count)
+        while self._held_rows() < self.config.max_buffer_rows:
+            count = min(self.config.batch_rows, self.config.max_buffer_rows - self._held_rows())
             idle = self.client.xpending_range(stream, self.config.group, start, "+", count,
                                               consumername=consumer, idle=self.config.claim_idle_ms)
             if not idle:
@@ -301,19 +411,56 @@ class DbWriter:
 
     # ---- commit and acknowledge --------------------------------------------------------------
     def flush(self) -> bool:
-        """Commit the batch, then acknowledge it; False (batch kept) if the database is down."""
-        batch = self.batch
+        """Commit the batch (after any commit under way), then acknowledge it, waiting for both;
+        False (batch kept) if the database is down."""
+        if self.writing and not self._finish_write():
+            return False
+        self._start_write()
+        return self._finish_write()
+
+    def _start_write(self) -> None:
+        """Hand the batch to a commit thread; reading goes on into a new batch meanwhile."""
+        job = Commit(self.batch)
+        job.thread = threading.Thread(target=self._commit, args=(job,), name="db-writer-commit", daemon=True)
+        self.writing = job
+        self.batch = Batch()
+        self.stats.buffered = 0
+        job.thread.start()
+
+    def _commit(self, job: Commit) -> None:
+        """The commit thread: the only one using the store while it runs."""
         try:
-            self._write(batch)
-        except DatabaseUnavailable as exc:
-            self._error("db_down", exc)
+            self._write(job.batch)
+            job.committed = time.time()
+        except BaseException as exc:  # noqa: BLE001 - handed to the writer thread
+            job.error = exc
+
+    def _finish_write(self, timeout: float | None = None) -> bool:
+        """Wait for the commit under way (at most `timeout` s) and act on its outcome: on
+        success acknowledge it (True); with the database down put the batch back in front of
+        the one being read (False; retried after a backoff); anything else (a setting to fix,
+        a bug) is raised here. False also when it is still running after `timeout`."""
+        job = self.writing
+        if job is None:
+            return True
+        job.thread.join(timeout)
+        if job.thread.is_alive():
+            return False
+        self.writing = None
+        batch = job.batch
+        if isinstance(job.error, DatabaseUnavailable):
+            self._error("db_down", job.error)
             self.db_retry_at = time.monotonic() + self.db_backoff
             self.db_backoff = min(self.db_backoff * 2, RETRY_MAX_S)
+            self._requeue(batch)
             return False
-        committed = time.time()
+        if job.error is not None:
+            self._requeue(batch)  # not acknowledged: it stays pending for the next writer
+            raise job.error
+        committed = job.committed
         rows = sum(len(r) for r in batch.rows.values())
         if rows:
-            oldest = min(r[3] for table_rows in batch.rows.values() for r in table_rows)
+            oldest = min(min(map(_RECV_TS, table_rows)) for table_rows in batch.rows.values() if table_rows)
             self.stats.last_latency_s = committed - oldest / 1e9
         if self.on_commit:
             self.on_commit(batch.rows, committed)
@@ -323,11 +470,21 @@ class DbWriter:
         self.stats.last_commit = committed
         self.stats.state = "running"
         self.db_backoff, self.db_retry_at = RETRY_MIN_S, 0.0
-        self.batch = Batch()
-        self.stats.buffered = 0
         self.acks.append(batch)
         self._acknowledge()
         return True
+
+    def _requeue(self, batch: Batch) -> None:
+        """A batch whose commit failed goes back in front of the entries read since."""
+        later = self.batch
+        for table, rows in later.rows.items():
+            batch.rows[table].extend(rows)
+        for stream, ids in later.ids.items():
+            batch.ids.setdefault(stream, []).extend(ids)
+        batch.dead.extend(later.dead)
+        batch.count += later.count
+        self.batch = batch
+        self.stats.buffered = batch.count
 
     def _write(self, batch: Batch) -> None:
         try:
@@ -374,8 +531,19 @@ class DbWriter:
         buffered; give up (nothing lost: it stays pending) after a while."""
         self.stats.state = "stopping"
         deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline and ((flush and self.batch.count) or self.acks):
+        if self.prefetch:  # entries delivered ahead: stored with the rest, or left pending
             try:
+                reply = self._receive_prefetch()
+                if flush:
+                    for stream, entries in reply or ():
+                        self.batch.add(_text(stream), entries, self.store.price, self.held[_text(stream)])
+            except redis.RedisError as exc:
+                self._error("redis_down", exc)
+        while time.monotonic() < deadline and ((flush and self.batch.count) or self.acks or self.writing):
+            try:
+                if self.writing:
+                    self._finish_stopping(flush, deadline)
+                    continue
                 if self.acks:
                     self._acknowledge()
                 if flush and self.batch.count and not self.flush():
@@ -384,13 +552,31 @@ class DbWriter:
             except redis.RedisError as exc:
                 self._error("redis_down", exc)
                 time.sleep(0.2)
-        if self.batch.count or self.acks:
+        if self.writing:
+            log.warning("stopping while a commit still runs; its %d entries stay pending (if it "
+                        "commits, the next writer's replay of them inserts nothing)", self.writing.batch.count)
+        elif self.batch.count or self.acks:
             log.warning("stopping with %d entries unstored or unacknowledged; they stay pending "
                         "and the next writer stores them", self.batch.count + sum(b.count for b in self.acks))
         else:
             self._leave_group()
-        self.store.close()
+        if not self.writing:  # else the commit thread still uses the connection
+            self.store.close()
         self.stats.state = "stopped"
+
+    def _finish_stopping(self, flush: bool, deadline: float) -> None:
+        """Wait for the commit under way while stopping. Stopping on an error (`flush` false),
+        a failed commit is logged rather than raised over that error."""
+        try:
+            if not self._finish_write(max(0.0, deadline - time.monotonic())) and self.writing is None:
+                time.sleep(min(0.5, max(0.0, self.db_retry_at - time.monotonic())))
+                self.db_retry_at = 0.0
+        except redis.RedisError:
+            raise
+        except Exception:
+            if flush:
+                raise
+            log.exception("the last commit failed too")
 
     def _leave_group(self) -> None:
         """Remove our consumer name if it holds nothing (names are per process: hostname-pid)."""

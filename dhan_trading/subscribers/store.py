@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from itertools import chain
 from typing import Any, Callable, Iterable
 
 from sqlalchemy import event
@@ -84,10 +85,34 @@ def mysql_statements(sql: str, rows: list[tuple]) -> list[str]:
     return out
 
 
-def _sqlite_sql(table: str, columns: tuple[str, ...]) -> str:
+def _sqlite_sql(table: str, columns: tuple[str, ...], rows: int = 1) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
-    marks = ", ".join(["?"] * len(columns))
-    return f'INSERT INTO "{table}" ({names}) VALUES ({marks}) ON CONFLICT(event_id) DO NOTHING'
+    marks = ",".join([f"({', '.join(['?'] * len(columns))})"] * rows)
+    return f'INSERT INTO "{table}" ({names}) VALUES {marks} ON CONFLICT(event_id) DO NOTHING'
+
+
+# Bound parameters per multi-row SQLite statement: SQLite's default limit since 3.32.
+SQLITE_MAX_VARIABLES = 32766
+
+
+class SqliteInserts:
+    """Multi-row INSERT statements for SQLite, as many rows each as the bound-parameter limit
+    allows (2,000 to 5,000 rows). Faster than `executemany` only slightly, but `executemany`
+    releases and takes back the GIL around every row's step, which makes a commit in a
+    background thread crawl (each row waits for the switch interval, 5 ms by default), while
+    one statement per few thousand rows runs free of the GIL for almost all of its time."""
+
+    def __init__(self, variables: int = SQLITE_MAX_VARIABLES):
+        self.variables = variables
+        self.rows_per_statement = {t: max(1, variables // len(c)) for t, c in R.COLUMNS.items()}
+        self._full = {t: _sqlite_sql(t, R.COLUMNS[t], self.rows_per_statement[t]) for t in R.COLUMNS}
+
+    def execute(self, cur, table: str, rows: list[tuple]) -> None:
+        per = self.rows_per_statement[table]
+        for i in range(0, len(rows), per):
+            chunk = rows[i:i + per]
+            sql = self._full[table] if len(chunk) == per else _sqlite_sql(table, R.COLUMNS[table], len(chunk))
+            cur.execute(sql, list(chain.from_iterable(chunk)))
 
 
 class EventStore:
@@ -117,6 +142,7 @@ class EventStore:
             self._outage = (pymysql.err.OperationalError, pymysql.err.InterfaceError,
                             pymysql.err.InternalError)
         self.sql = {table: make_sql(table, cols) for table, cols in R.COLUMNS.items()}
+        self._sqlite: SqliteInserts | None = None  # made on the first write (the limit is the connection's)
         self._conn: Any = None
         engine.dispose()  # connections pooled before the listener was added lack its timeouts
 
@@ -127,13 +153,20 @@ class EventStore:
         `write_each`).
         """
         if self.dialect == "sqlite":
-            self._run(lambda cur: [cur.executemany(self.sql[t], rows) for t, rows in batch.items() if rows])
+            self._run(lambda cur: [self._sqlite_inserts(cur).execute(cur, t, rows)
+                                   for t, rows in batch.items() if rows])
             return
         try:
             statements = [q for t, rows in batch.items() if rows for q in mysql_statements(self.sql[t], rows)]
         except (KeyError, ValueError) as exc:
             raise RowRejected(f"a value cannot be written: {exc}") from exc
         self._run(lambda cur: [cur.execute(q) for q in statements])
+
+    def _sqlite_inserts(self, cur) -> SqliteInserts:
+        if self._sqlite is None:
+            limit = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            self._sqlite = SqliteInserts(min(limit, SQLITE_MAX_VARIABLES))
+        return self._sqlite
 
     def write_each(self, table: str, rows: Iterable[tuple]) -> list[tuple[tuple, str]]:
         """Insert rows one by one, each committed alone; returns the rejected rows with reasons.

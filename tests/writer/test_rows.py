@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import orjson
 import pytest
@@ -133,3 +134,56 @@ def test_mysql_statements_refuse_strings_that_need_escaping():
     from dhan_trading.subscribers.store import _mysql_sql, mysql_statements
     with pytest.raises(ValueError):
         mysql_statements(_mysql_sql("dhan_ticks", R.TICKS_COLUMNS), [(1, "x'); DROP", 1, 1, 1.5, 1)])
+
+
+# ---- the writer's fast path (rows.row_maker) gives event_row's rows and reasons ------------
+
+def _as_reply(fields):
+    """The flat field list a raw XREADGROUP reply holds, which the writer passes on."""
+    return None if fields is None else [v for kv in fields.items() for v in kv]
+
+
+@pytest.mark.parametrize("price", [R.sqlite_price, R.mysql_price], ids=["sqlite", "mysql"])
+def test_row_maker_builds_the_rows_of_entry_row(price):
+    from writer_events import random_events
+    events = random_events(3000, seed=5)
+    for i, event in enumerate(events):
+        if i % 7 == 0:
+            event.pop("levels", None)  # depth without levels; others unchanged
+        if i % 11 == 0 and "volume" in event:
+            event["volume"] = float(event["volume"])  # integral float: the slow path takes it
+    for i, event in enumerate(events):
+        stream = bus.EVENT_STREAM[event["type"]]
+        entry_id = f"{1_700_000_000_000 + i}-{i % 5}".encode()
+        want = R.entry_row(stream, entry_id, entry(event), price)
+        make = R.row_maker(stream, price)
+        assert make(entry_id, entry(event)) == want
+        assert make(entry_id, _as_reply(entry(event))) == want
+
+
+@pytest.mark.parametrize("reason,stream,fields", POISON, ids=[p[0] for p in POISON])
+def test_row_maker_rejects_poison_with_the_same_reason(reason, stream, fields):
+    with pytest.raises(R.Poison) as slow:
+        R.entry_row(stream, b"1-0", fields, R.sqlite_price)
+    for form in (fields, _as_reply(fields)):
+        with pytest.raises(R.Poison) as fast:
+            R.row_maker(stream, R.sqlite_price)(b"1-0", form)
+        assert str(fast.value) == str(slow.value)
+
+
+@pytest.mark.parametrize("changes", [
+    {"ltp": 1e13}, {"ltp": -1e13}, {"security_id": 2**63}, {"recv_ts": -2**63}, {"ltt": True},
+    {"ltp": None}, {"exchange_segment": ["NSE_FNO"]}, {"exchange_segment": "NSE FNO"},
+    {"bids": [[1.0, 2**32, 1]]}, {"asks": [[1.0, 1]]}, {"levels": 40000}, {"levels": 5.0},
+    {"bids": [[1.0, 1, 1]] * 40}, {"oi": 1.5}, {"volume": 2**63}, {"prev_close": "1"}])
+def test_row_maker_agrees_with_entry_row_on_edge_values(changes):
+    for kind in ("ticker", "full", "depth", "prev_close"):
+        event = {**make_event(kind, RNG), **changes}
+        stream = bus.EVENT_STREAM[kind]
+        try:
+            want = R.entry_row(stream, b"5-1", entry(event), R.sqlite_price)
+        except R.Poison as exc:
+            with pytest.raises(R.Poison, match=re.escape(str(exc))):
+                R.row_maker(stream, R.sqlite_price)(b"5-1", entry(event))
+        else:
+            assert R.row_maker(stream, R.sqlite_price)(b"5-1", entry(event)) == want
