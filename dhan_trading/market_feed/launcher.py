@@ -179,11 +179,19 @@ def build_feed(settings: Settings, args: argparse.Namespace) -> Feed:
                 capture_dir=None if args.no_capture else settings.data_dir / "captures", options=options)
 
 
-async def _run(feed: Feed, duration: float | None) -> None:
+async def _run(feed: Feed, duration: float | None, logger: logging.Logger) -> int:
+    """Run the feed; the exit code says how it ended (FATAL is never restarted, 1 is)."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, feed.stop.set)
     await feed.run(duration)
+    if feed.fatal:
+        logger.critical("stopped: %s", feed.fatal[1])
+        return exitcodes.FATAL
+    if feed.failed:  # a dead task, logged with its traceback: exit non-zero so it is restarted
+        logger.critical("stopped: %s", feed.failed)
+        return 1
+    return exitcodes.OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -214,11 +222,4 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - e.g. the scrip master cannot be read: say so, exit 1
         logger.error("the feed could not start: %s: %s", type(exc).__name__, exc)
         return 1
-    asyncio.run(_run(feed, args.duration))
-    if feed.fatal:
-        logger.critical("stopped: %s", feed.fatal[1])
-        return exitcodes.FATAL
-    if feed.failed:  # a dead task, logged with its traceback: exit non-zero so it is restarted
-        logger.critical("stopped: %s", feed.failed)
-        return 1
-    return exitcodes.OK
+    return asyncio.run(_run(feed, args.duration, logger))

@@ -75,25 +75,20 @@ class LatestFields:
 
     Payloads all begin `{"type":..,"exchange_segment":..,"security_id":..,"recv_ts":` (the
     decoder's templates and orjson keep that order), so the part before `recv_ts` identifies the
-    instrument and type; it is parsed once per distinct instrument and cached.
+    instrument and type; it is parsed once per distinct instrument and cached. Every market-data
+    payload the publisher makes has that form (gap events, which do not, are skipped by channel).
     """
 
     def __init__(self, limit: int = 200_000):
         self._cache: dict[bytes, bytes] = {}
         self._limit = limit
 
-    def field(self, payload: bytes) -> bytes | None:
-        cut = payload.find(b',"recv_ts"')
-        if cut < 0:
-            return None
-        head = payload[:cut]
+    def field(self, payload: bytes) -> bytes:
+        head = payload[:payload.index(b',"recv_ts"')]
         found = self._cache.get(head)
         if found is None:
-            try:
-                obj = orjson.loads(head + b"}")
-                found = bus.latest_field(obj["type"], obj["exchange_segment"], obj["security_id"]).encode()
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                return None
+            obj = orjson.loads(head + b"}")
+            found = bus.latest_field(obj["type"], obj["exchange_segment"], obj["security_id"]).encode()
             if len(self._cache) >= self._limit:
                 self._cache.clear()
             self._cache[head] = found
@@ -104,7 +99,5 @@ class LatestFields:
         out: dict[bytes, bytes] = {}
         for channel, payload in zip(channels, payloads):
             if channel != bus.CHANNEL_GAPS:
-                field = self.field(payload)
-                if field is not None:
-                    out[field] = payload
+                out[self.field(payload)] = payload
         return out

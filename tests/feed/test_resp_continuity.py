@@ -8,7 +8,7 @@ import pytest
 from dhan_trading import bus
 from dhan_trading.market_feed import resp
 from dhan_trading.market_feed.continuity import GapTracker
-from dhan_trading.protocol import FeedDecoder, encode_full, encode_quote, encode_ticker
+from dhan_trading.protocol import FeedDecoder, encode_full, encode_oi, encode_prev_close, encode_quote, encode_ticker
 
 Q = {"ltp": 100.05, "ltq": 5, "ltt": 1_700_000_000, "atp": 100.0, "volume": 1000, "total_sell_qty": 1,
      "total_buy_qty": 2, "oi": 5, "oi_day_high": 6, "oi_day_low": 4, "open": 99.0, "close": 98.0,
@@ -89,6 +89,58 @@ def test_an_instrument_resumed_without_history_is_no_longer_pending():
     assert gaps.observe(dec.decode([encode_ticker("NSE_FNO", 1, 1.0, 3)], 3)) == []  # used to raise KeyError
     assert set(gaps.pending) == {("NSE_FNO", 2)}
     assert [e["security_id"] for e in gaps.observe(dec.decode([encode_ticker("NSE_FNO", 2, 1.0, 4)], 4))] == [2]
+
+
+@pytest.mark.unit
+def test_oi_and_prev_close_packets_do_not_close_a_gap_the_next_trade_does():
+    """After a break, OI and previous-close packets carry no ltt or volume: the gap event waits
+    for the instrument's first traded packet and bridges to its values."""
+    dec = FeedDecoder()
+    gaps = GapTracker()
+    gaps.observe(dec.decode([encode_quote("NSE_FNO", 7, dict(Q, volume=1000, ltt=10))], 1))
+    gaps.mark([("NSE_FNO", 7)], "reconnect")
+    assert gaps.observe(dec.decode([encode_prev_close("NSE_FNO", 7, 99.5, 4), encode_oi("NSE_FNO", 7, 6)],
+                                   [2, 3])) == []
+    assert set(gaps.pending) == {("NSE_FNO", 7)}
+    resumed = [encode_oi("NSE_FNO", 7, 7), encode_quote("NSE_FNO", 7, dict(Q, volume=1200, ltt=30))]
+    events = gaps.observe(dec.decode(resumed, [4, 5]))
+    assert [(e["reason"], e["last_volume"], e["resume_ltt"], e["resume_volume"], e["recv_ts"]) for e in events] == \
+           [("reconnect", 1000, 30, 1200, 5)]
+    assert not gaps.pending
+
+
+@pytest.mark.unit
+def test_frames_queued_before_a_reconnect_mark_are_history_not_the_resume():
+    """The publisher never batches across a reconnect mark: frames that arrived before the socket
+    came back update the last values, and the gap bridges from them to the first fresh frame."""
+    from dhan_trading.market_feed.connection import MAIN, Inbox
+    from dhan_trading.market_feed.publisher import Publisher
+    from dhan_trading.market_feed.sink import RedisSink
+    inbox = Inbox()
+    sink = RedisSink("redis://127.0.0.1:1/0", "test_feed")
+    publisher = Publisher(inbox, sink, {}, None)
+    for ts, volume, ltt in [(1, 1000, 10), (2, 1100, 11)]:
+        inbox.items.append((ts, encode_quote("NSE_FNO", 7, dict(Q, volume=volume, ltt=ltt)), MAIN))
+    inbox.mark([("NSE_FNO", 7)], "reconnect")
+    inbox.items.append((4, encode_quote("NSE_FNO", 7, dict(Q, volume=1500, ltt=20)), MAIN))
+    while inbox.items:
+        publisher.step()
+    events = [(c, orjson.loads(p)) for b in sink.outbox for c, p in zip(b.channels, b.payloads)]
+    assert [e["volume"] for c, e in events if c == bus.CHANNEL_QUOTES] == [1000, 1100, 1500]
+    gaps = [e for c, e in events if c == bus.CHANNEL_GAPS]
+    assert [(g["last_volume"], g["resume_volume"], g["recv_ts"]) for g in gaps] == [(1100, 1500, 4)]
+
+
+@pytest.mark.unit
+def test_latest_fields_stay_right_when_the_instrument_cache_is_bounded():
+    """The field cache is bounded (a universe change must not grow it for ever): emptied when
+    full, it still maps every payload to its own field."""
+    latest = resp.LatestFields(limit=2)
+    payloads = [b'{"type":"ticker","exchange_segment":"NSE_FNO","security_id":%d,"recv_ts":1,"ltp":1.0}' % i
+                for i in range(5)]
+    for _ in range(2):
+        assert [latest.field(p) for p in payloads] == [b"ticker:NSE_FNO:%d" % i for i in range(5)]
+    assert len(latest._cache) <= 2
 
 
 @pytest.mark.integration
