@@ -7,6 +7,10 @@ the buttons call `Supervisor.start/stop/restart/start_all/stop_all` in worker th
 """
 from __future__ import annotations
 
+import os
+import shlex
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +54,11 @@ class Suite:
     def supervisor(self, health_client: Any = None) -> Supervisor:
         """A fresh Supervisor (cheap, no I/O): one per worker job, never shared across threads."""
         return Supervisor(self.services, self.settings, health_client=health_client, extra_env=self.extra_env)
+
+
+# Terminal emulators tried in order for a terminal program, each with the flag before the command.
+TERMINALS: tuple[tuple[str, ...], ...] = (("x-terminal-emulator", "-e"), ("gnome-terminal", "--"),
+                                           ("konsole", "-e"), ("xfce4-terminal", "-x"), ("xterm", "-e"))
 
 
 class StatusReader:
@@ -344,6 +353,10 @@ class ServicesView(QWidget):
     # ---- actions ---------------------------------------------------------------------------------
     def act(self, action: str, service_id: str) -> None:
         """Start / stop / restart one service (with its dependencies or dependents) in a worker."""
+        service = next((s for s in self.suite.services if s.id == service_id), None)
+        if action == "start" and service is not None and service.kind == "terminal":
+            self.open_in_terminal(service)
+            return
         self.busy[service_id] = {"start": "starting", "stop": "stopping", "restart": "restarting"}[action]
         self.note.emit("info", f"{action} {service_id}")
         self._paint()
@@ -365,6 +378,19 @@ class ServicesView(QWidget):
             self.refresh()
 
         self.jobs.run(work, done=done, error=failed, name=f"cc-{action}-{service_id}")
+
+    def open_in_terminal(self, service: Service) -> None:
+        """A terminal program (the quote board, the instrument display) belongs to a terminal,
+        not to the supervisor: open it in the desktop's terminal emulator, or say the command."""
+        command = shlex.join(service.command)
+        terminal = next((t for t in TERMINALS if shutil.which(t[0])), None)
+        if terminal is None:
+            self.note.emit("warn", f"{service.title}: no terminal emulator found; run it in a terminal: {command}")
+            return
+        env = {**os.environ, **self.suite.extra_env}
+        subprocess.Popen([*terminal, *service.command], env=env, start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.note.emit("info", f"{service.title}: opened in {terminal[0]} ({command})")
 
     def start_all(self, ids: list[str] | None = None) -> None:
         """Supervisor.start_all in a worker; progress from the rows as they reach a settled state."""
