@@ -129,8 +129,11 @@ class Batch:
         table_rows = self.rows[R.STREAM_TABLE[stream]]
         ids = self.ids.setdefault(stream, [])
         row = R.row_maker(stream, price)
-        for entry_id, fields in entries:
-            if entry_id is None or entry_id in held:  # None: Redis 6.2's reply for a deleted entry
+        for entry in entries:
+            if entry is None:  # a deleted entry in some replies of Redis 6.2 (skipped, as redis-py's (None, None))
+                continue
+            entry_id, fields = entry
+            if entry_id is None or entry_id in held:  # None: redis-py's form of the same
                 continue
             held.add(entry_id)
             try:
