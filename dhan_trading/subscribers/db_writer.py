@@ -221,6 +221,8 @@ class DbWriter:
                     if self.stats.state == "starting":
                         self.stats.state = "running"
                 self.step()
+                if self.stats.state == "redis_down":  # Redis answers again (a quiet market
+                    self.stats.state = "running"      # brings no commit to say so)
                 redis_backoff = RETRY_MIN_S
             except redis.ResponseError as exc:
                 if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):

@@ -190,6 +190,25 @@ def test_heartbeat_while_redis_is_down(engine, own_redis, second_redis):
     client.close()
 
 
+@pytest.mark.chaos
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_redis_back_with_nothing_new_reads_healthy_again(engine, own_redis):
+    """Redis restarts in a quiet market (no entry, so no commit follows): the heartbeat must
+    not go on saying Redis cannot be reached."""
+    client = redis.Redis.from_url(own_redis.url)
+    publish(client, random_events(20))
+    with running_writer(engine, own_redis.url, consumer="rb") as writer:
+        reporter = HealthReporter(writer, threading.Event())
+        wait_until(lambda: writer.stats.rows_total == 20, 20, what="the first events")
+        own_redis.stop()
+        wait_until(lambda: writer.stats.state == "redis_down", 20, what="the writer to notice")
+        own_redis.start()
+        wait_until(lambda: writer.stats.state == "running", 30, what="the writer to see Redis back")
+        record = reporter.record(redis.Redis.from_url(own_redis.url))
+        assert record["healthy"] is True and record["problem"] is None
+    client.close()
+
+
 class PausingStore(EventStore):
     """Commits like EventStore, but the first time it commits rows it freezes Redis (CLIENT
     PAUSE) so that the acknowledgement after the commit times out."""
