@@ -310,7 +310,9 @@ def test_a_sparse_caught_up_stream_does_not_pull_the_handover_back(own_redis):
     assert points == {bus.STREAM_QUOTES: stream_id_to_event_id(quotes[-1]),
                       bus.STREAM_GAPS: stream_id_to_event_id(gap)}
     more = [client.xadd(bus.STREAM_QUOTES, {bus.STREAM_FIELD: b"{}"}) for _ in range(5)]  # writer behind
-    later_gap = client.xadd(bus.STREAM_GAPS, {bus.STREAM_FIELD: b"{}"})
+    # a later millisecond than the quotes' (within one, ids of two streams are not ordered)
+    later_gap = client.xadd(bus.STREAM_GAPS, {bus.STREAM_FIELD: b"{}"},
+                            id=f"{int(more[-1].split(b'-')[0]) + 1}-0")
     client.xreadgroup(bus.WRITER_GROUP, "w", {bus.STREAM_GAPS: ">"})
     client.xack(bus.STREAM_GAPS, bus.WRITER_GROUP, later_gap)
     points = handover_points(client, streams)
