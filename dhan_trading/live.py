@@ -178,7 +178,7 @@ class LiveReader(threading.Thread):
                  connect: Callable[[], redis.Redis], engine: Engine | None,
                  day: date | None = None, batch_size: int = 5000, block_ms: int = 250):
         super().__init__(name="live-reader", daemon=True)
-        unknown = [s for s in streams if s not in bus.STREAMS + (bus.STREAM_GAPS,)]
+        unknown = [s for s in streams if s not in bus.STORED_STREAMS]
         if unknown:
             raise ValueError(f"not an event stream: {unknown}")
         self.streams = tuple(streams)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import bus, exitcodes
+from ..config import PROJECT_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 KINDS = ("headless", "window", "terminal")
 SESSIONS = ("NSE", "MCX", "NSE+MCX")
@@ -113,7 +113,7 @@ def _module(*args: str) -> tuple[str, ...]:
 
 
 def _script(name: str, *args: str) -> tuple[str, ...]:
-    return (sys.executable, str(REPO_ROOT / name), *args)
+    return (sys.executable, str(PROJECT_ROOT / name), *args)
 
 
 _FEED_POLICY = RestartPolicy(startsecs=5.0, backoff_initial=2.0, backoff_max=60.0, max_retries=8,
@@ -138,11 +138,11 @@ SERVICES: tuple[Service, ...] = (
             description="starts the embedded redis-server if needed and watches it (or REDIS_URL's); "
                         "exits when it dies, so it is restarted; the services depend on it"),
     Service("fno_feed", "FNO Feed Launcher", _script("launch_fno_feed.py"),
-            script=REPO_ROOT / "launch_fno_feed.py", depends_on=("redis",), restart=_FEED_POLICY, session="NSE",
+            script=PROJECT_ROOT / "launch_fno_feed.py", depends_on=("redis",), restart=_FEED_POLICY, session="NSE",
             autostart=True, scheduled=True,
             description="Dhan market feed for the F&O universe -> Redis pub/sub + streams"),
     Service("fno_mcx_feed", "FNO+MCX Feed", _script("launch_fno_feed.py", "--mcx"),
-            script=REPO_ROOT / "launch_fno_feed.py", depends_on=("redis",), restart=_FEED_POLICY, session="NSE+MCX",
+            script=PROJECT_ROOT / "launch_fno_feed.py", depends_on=("redis",), restart=_FEED_POLICY, session="NSE+MCX",
             description="the feed with MCX commodities added; run it instead of fno_feed, not beside it"),
     Service("services_monitor", "FNO Services Monitor", _module("dhan_trading.services.monitor"), "window",
             module="dhan_trading.services.monitor", restart=_WINDOW_POLICY,
@@ -155,7 +155,7 @@ SERVICES: tuple[Service, ...] = (
             module="dhan_trading.scheduler.market_scheduler",
             description="starts and stops the scheduled services at NSE/MCX session times"),
     Service("instrument_display", "Instrument Display", _script("display_fno_instruments.py"),
-            "terminal", script=REPO_ROOT / "display_fno_instruments.py", health="process",
+            "terminal", script=PROJECT_ROOT / "display_fno_instruments.py", health="process",
             restart=_TERMINAL_POLICY, description="prints the universe the feed would subscribe"),
     _visualizer("volume_profile", "Volume Profile"),
     _visualizer("market_breadth", "Market Breadth"),

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .. import bus
-from ..config import SUPERVISED_ENV, Settings, get_settings
-from .registry import REPO_ROOT, SERVICES, Service, check_registry
+from ..config import PROJECT_ROOT, SUPERVISED_ENV, Settings, get_settings
+from .registry import SERVICES, Service, check_registry
 from .state import (ACTIVE_STATES, BACKOFF, EXITED, FATAL, RUNNING, STOPPED, RunSpec, RunState,
                     kill_group, pid_path, private_dir, process_alive, read_pid_file, service_lock)
 
@@ -238,7 +238,7 @@ class Supervisor:
         """The runner's (and so the service's) environment: passed to the process, never
         written to a file, because it holds the token and any password in REDIS_URL."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH")) if p)
         env.update(PYTHONUNBUFFERED="1", DHAN_DATA_DIR=str(Path(self.settings.data_dir).resolve()))
         env[SUPERVISED_ENV] = "1"
         if self.settings.redis_url:

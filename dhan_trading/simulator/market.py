@@ -16,9 +16,9 @@ from typing import Any, Iterable
 
 from ..protocol.packets import (DEPTH_ASK, DEPTH_BID, encode_depth_side, encode_full, encode_oi,
                                 encode_prev_close, encode_quote, encode_ticker)
+from ..analytics.clock import IST_OFFSET_S  # Dhan's LTT: IST wall-clock encoded as if UTC
 from ..scheduler.calendar import ist_today
 
-IST_OFFSET_S = 19_800  # Dhan's LTT is IST wall-clock encoded as if it were UTC (dhan-protocol.md §2.9)
 INDEX, EQUITY, FUTURE, OPTION = "index", "equity", "future", "option"
 TICKER, QUOTE, FULL = "ticker", "quote", "full"
 U16, U32 = 0xFFFF, 0xFFFF_FFFF

@@ -11,7 +11,8 @@ import pytest
 from dhan_trading.scheduler.calendar import IST, MarketCalendar
 from dhan_trading.scheduler.market_scheduler import MarketScheduler
 from dhan_trading.scheduler.plan import day_plan
-from dhan_trading.services.registry import REPO_ROOT, RestartPolicy, Service
+from dhan_trading.config import PROJECT_ROOT as REPO_ROOT
+from dhan_trading.services.registry import RestartPolicy, Service
 from dhan_trading.services.supervisor import Supervisor
 
 
