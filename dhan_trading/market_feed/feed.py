@@ -48,6 +48,7 @@ class FeedOptions:
     trim_maxlen: int = 1_000_000        # stream length kept (never below unacknowledged entries)
     flush_timeout: float = 15.0         # at shutdown, wait this long for Redis to take the rest
     redis_grace: float = 2.0            # Redis unreachable this long: the health record says so
+    drop_recent: float = 10.0           # frames dropped in the inbox this recently: unhealthy
 
 
 class Feed:
@@ -75,6 +76,7 @@ class Feed:
         self.frames_per_s = 0.0
         self._client: redis.Redis | None = None
         self._trim_ok = True
+        self._inbox_dropped = (0, 0.0)  # the inbox's drop count as last seen, and when it grew
 
     def _connection(self, name: str, url: str, plan: ConnectionPlan, kind: int) -> FeedConnection:
         o = self.options
@@ -194,7 +196,8 @@ class Feed:
         """(state, healthy, problem). Unhealthy when the feed cannot deliver market data: dead
         task, fatal code, a socket without a working connection for longer than the stall
         timeout, Redis refusing events or unreachable. A failing raw capture leaves it healthy
-        (publishing goes on) but is named in `problem`."""
+        (publishing goes on) but is named in `problem`. Frames dropped because the inbox was full
+        are lost market data: unhealthy for `drop_recent` s after the count last grew."""
         if self.failed:
             return "failed", False, self.failed
         if self.fatal:
@@ -212,6 +215,12 @@ class Feed:
                                 f"{timeout:g} s; last error: {c.stats.last_error or 'none'})")
         if problems:
             problems.insert(0, f"{len(self.connections) - len(down)} of {len(self.connections)} sockets streaming")
+        seen, grew_at = self._inbox_dropped
+        if self.inbox.dropped != seen:
+            self._inbox_dropped = seen, grew_at = self.inbox.dropped, now
+        if seen and now - grew_at < self.options.drop_recent:
+            problems.append(f"the publisher cannot keep up: {seen} frames dropped in the inbox "
+                            f"(limit {self.options.inbox_limit}), the last {now - grew_at:.0f} s ago")
         sink = self.sink
         if sink.refusing is not None:
             problems.append(f"Redis refuses the feed's events ({sink.refusing}); {sink.buffered} held for retry")

@@ -27,6 +27,7 @@ def test_a_full_inbox_drops_new_frames_counted(redis_url):
     health = feed.health()
     dropped = health["inbox_dropped"]
     assert 0 < dropped < 2000 and health["frames"] == 2000 and health["reconnects"] == 0
+    assert health["healthy"] is False and "frames dropped in the inbox" in health["problem"]
     assert feed.sink.sent_events == 2 * (2000 - dropped)
     volumes = [e["volume"] for e in stream(redis.Redis.from_url(redis_url), bus.STREAM_QUOTES)]
     assert len(volumes) == 2000 - dropped and volumes == sorted(volumes) and volumes[0] == 1000
