@@ -216,14 +216,21 @@ def _select_options(options: list[Instrument], name: str, price: float | None, r
         add(inst, "index_option", rules.derivative_mode)
 
 
-def _select_nifty50(live: list[Instrument], constituents: Constituents, today: date, rules: UniverseRules,
-                    universe: Universe, add) -> None:
+def nse_shares(instruments: Iterable[Instrument]) -> dict[str, Instrument]:
+    """NSE_EQ rows by trading symbol, the EQUITY row preferred (the Nifty 50's shares in the
+    universe, and the breadth window's)."""
     shares: dict[str, Instrument] = {}
-    for inst in live:
+    for inst in instruments:
         if inst.exchange_segment == "NSE_EQ":
             current = shares.get(inst.trading_symbol)
             if current is None or (inst.instrument == "EQUITY" and current.instrument != "EQUITY"):
                 shares[inst.trading_symbol] = inst
+    return shares
+
+
+def _select_nifty50(live: list[Instrument], constituents: Constituents, today: date, rules: UniverseRules,
+                    universe: Universe, add) -> None:
+    shares = nse_shares(live)
     missing = [s for s in constituents.symbols if s not in shares]
     for symbol in constituents.symbols:
         if symbol in shares:

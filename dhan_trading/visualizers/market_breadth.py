@@ -45,6 +45,7 @@ from ..gui.crosshair import Crosshair
 from ..gui.window import LiveWindow
 from ..instruments.master import Instrument
 from ..instruments.nifty50 import Constituents, read_constituents
+from ..instruments.universe import nse_shares
 from ..scheduler.calendar import IST, ist_today
 
 log = logging.getLogger(__name__)
@@ -102,17 +103,6 @@ def squarify(weights: Sequence[tuple[str, float]], x: float, y: float, w: float,
                 xx += a / rh
             y, h = y + rh, h - rh
     return tiles
-
-
-def nse_shares(instruments: Iterable[Instrument]) -> dict[str, Instrument]:
-    """NSE_EQ rows by trading symbol, the EQUITY row preferred (as the feed's universe does)."""
-    shares: dict[str, Instrument] = {}
-    for inst in instruments:
-        if inst.exchange_segment == "NSE_EQ":
-            current = shares.get(inst.trading_symbol)
-            if current is None or (inst.instrument == "EQUITY" and current.instrument != "EQUITY"):
-                shares[inst.trading_symbol] = inst
-    return shares
 
 
 def load_constituents(settings: Settings) -> tuple[Constituents, str | None]:

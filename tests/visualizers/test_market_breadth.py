@@ -218,7 +218,7 @@ def test_index_without_any_previous_close_is_said_and_not_checked():
 # ---- the window on a real Redis and database ------------------------------------------------
 def catalog_shares(settings):
     from dhan_trading.instruments.master import load_master
-    from dhan_trading.visualizers.market_breadth import nse_shares
+    from dhan_trading.instruments.universe import nse_shares
     instruments = load_master(settings)
     return nse_shares(instruments)
 
