@@ -150,7 +150,59 @@ class PreviousSession:
     updates: int
 
 
-class VolumeProfileModel:
+class TapeModel:
+    """What the profile models share: the day's tape of updates (and gaps) in event_id order,
+    folded from events of any stream. A subclass supplies `_quote(event) -> bool` (read one
+    quote, `_insert` it), `_book(entry)` (add one tape entry to its builders), `rebuild()`
+    (its builders anew from the tape), and `_depth(event)` if it uses the book."""
+
+    key: tuple[str, int]
+    tape: list[tuple]
+    quotes: int
+    gaps: int
+    tickers: int
+    bad: int
+    last: float | None
+
+    def apply(self, events: Iterable[dict]) -> None:
+        """Fold a batch of events (any streams) into the model; garbage is counted, not raised."""
+        late = False
+        for event in events:
+            try:
+                if (event.get("exchange_segment"), event.get("security_id")) != self.key:
+                    continue
+                kind = event.get("type")
+                if kind in QUOTE_TYPES:
+                    late |= self._quote(event)
+                elif kind == "depth":
+                    self._depth(event)
+                elif kind == GAP:
+                    late |= self._insert((int(event.get("event_id") or 0), GAP))
+                    self.gaps += 1
+                elif kind == "ticker":
+                    self.tickers += 1
+                    if self.quotes == 0 and event.get("ltp") is not None:
+                        self.last = _number(event["ltp"], "ltp")
+            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+                self.bad += 1
+                log.debug("unreadable event %r: %s", event, exc)
+        if late:
+            self.rebuild()
+
+    def _depth(self, event: dict) -> None:
+        """Depth events: ignored unless the model uses the book."""
+
+    def _insert(self, entry: tuple) -> bool:
+        """Append (and book) an entry; True when it belongs before the end (rebuild needed)."""
+        if self.tape and entry[0] < self.tape[-1][0]:
+            bisect.insort(self.tape, entry, key=lambda e: e[0])
+            return True
+        self.tape.append(entry)
+        self._book(entry)
+        return False
+
+
+class VolumeProfileModel(TapeModel):
     """One instrument's profile for the day, rebuilt from the kept tape when a setting changes.
 
     The tape holds, in event_id order, one `(event_id, ts, price, cum_volume, bid, ask)` tuple
@@ -205,32 +257,10 @@ class VolumeProfileModel:
             self._book(entry)
 
     # ---- events ------------------------------------------------------------------------------
-    def apply(self, events: Iterable[dict]) -> None:
-        """Fold a batch of events (any streams) into the model; garbage is counted, not raised."""
-        late = False
-        for event in events:
-            try:
-                if (event.get("exchange_segment"), event.get("security_id")) != self.key:
-                    continue
-                kind = event.get("type")
-                if kind in QUOTE_TYPES:
-                    late |= self._quote(event)
-                elif kind == "depth":
-                    bid, ask = best_prices(event)
-                    self.bid, self.ask = bid, ask
-                    self.book_ts = _number(event.get("recv_ts"), "recv_ts") / 1e9
-                elif kind == GAP:
-                    late |= self._insert((int(event.get("event_id") or 0), GAP))
-                    self.gaps += 1
-                elif kind == "ticker":
-                    self.tickers += 1
-                    if self.quotes == 0 and event.get("ltp") is not None:
-                        self.last = _number(event["ltp"], "ltp")
-            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-                self.bad += 1
-                log.debug("unreadable event %r: %s", event, exc)
-        if late:
-            self.rebuild()
+    def _depth(self, event: dict) -> None:
+        bid, ask = best_prices(event)
+        self.bid, self.ask = bid, ask
+        self.book_ts = _number(event.get("recv_ts"), "recv_ts") / 1e9
 
     def _quote(self, event: dict) -> bool:
         event_id, ts, price, cum = read_update(event)
@@ -249,15 +279,6 @@ class VolumeProfileModel:
             self.low = price if self.low is None else min(self.low, price)
             self.closes[bucket_start(ts, self.sample_seconds)] = price
         return self._insert((event_id, ts, price, cum, bid, ask))
-
-    def _insert(self, entry: tuple) -> bool:
-        """Append (and book) an entry; True when it belongs before the end (rebuild needed)."""
-        if self.tape and entry[0] < self.tape[-1][0]:
-            bisect.insort(self.tape, entry, key=lambda e: e[0])
-            return True
-        self.tape.append(entry)
-        self._book(entry)
-        return False
 
     def _book(self, entry: tuple) -> None:
         if entry[1] == GAP:

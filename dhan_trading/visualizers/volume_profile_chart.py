@@ -14,12 +14,10 @@ growing bucket's profile, not the day's.
 """
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
 from datetime import datetime
-from typing import Iterable
 
 import numpy as np
 import pyqtgraph as pg
@@ -36,7 +34,7 @@ from ..gui import theme
 from ..gui.crosshair import Crosshair
 from ..gui.window import LiveWindow
 from ..scheduler.calendar import IST
-from .volume_profile import (GAP, QUOTE_TYPES, REDRAW_EVERY_S, Backlog, _fmt_price, _number, colour,
+from .volume_profile import (GAP, REDRAW_EVERY_S, Backlog, TapeModel, _fmt_price, colour,
                              read_update, usable_tick)
 
 log = logging.getLogger(__name__)
@@ -81,7 +79,7 @@ class TrackedBucketProfiles(BucketProfiles):
         return rows.profile(self.tape.tick, self.row_ticks, self.fraction, self.method)
 
 
-class ProfileChartModel:
+class ProfileChartModel(TapeModel):
     """Candles and per-bucket profiles of one instrument for the day, rebuilt from the kept
     tape when a setting changes (same tape and gap rules as volume_profile.VolumeProfileModel)."""
 
@@ -131,39 +129,12 @@ class ProfileChartModel:
         for entry in self.tape:
             self._book(entry)
 
-    def apply(self, events: Iterable[dict]) -> None:
-        late = False
-        for event in events:
-            try:
-                if (event.get("exchange_segment"), event.get("security_id")) != self.key:
-                    continue
-                kind = event.get("type")
-                if kind in QUOTE_TYPES:
-                    event_id, ts, price, cum = read_update(event)
-                    self.quotes += 1
-                    if price is not None:
-                        self.last = price
-                    late |= self._insert((event_id, ts, price, cum))
-                elif kind == GAP:
-                    late |= self._insert((int(event.get("event_id") or 0), GAP))
-                    self.gaps += 1
-                elif kind == "ticker":
-                    self.tickers += 1
-                    if self.quotes == 0 and event.get("ltp") is not None:
-                        self.last = _number(event["ltp"], "ltp")
-            except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
-                self.bad += 1
-                log.debug("unreadable event %r: %s", event, exc)
-        if late:
-            self.rebuild()
-
-    def _insert(self, entry: tuple) -> bool:
-        if self.tape and entry[0] < self.tape[-1][0]:
-            bisect.insort(self.tape, entry, key=lambda e: e[0])
-            return True
-        self.tape.append(entry)
-        self._book(entry)
-        return False
+    def _quote(self, event: dict) -> bool:
+        event_id, ts, price, cum = read_update(event)
+        self.quotes += 1
+        if price is not None:
+            self.last = price
+        return self._insert((event_id, ts, price, cum))
 
     def _book(self, entry: tuple) -> None:
         if entry[1] == GAP:
