@@ -5,6 +5,9 @@ For each database (MariaDB on 127.0.0.1:3306 if reachable, and a SQLite file):
   5000 rows per commit), no Redis, no JSON;
 - writer: the real DbWriter draining a backlog of the same events from Redis streams (read,
   decode, validate, insert, commit, XACK);
+  both are measured three times, alternately, and the best of each is reported (on a shared
+  2-core machine a single run of either varied by up to a factor of two from one minute to the
+  next; the per-round ratios are printed too);
 - latency: events published at 5000/s with recv_ts = publish time; p99 of commit time minus
   recv_ts over every row.
 Redis is a private redis-server on a free port, so the benchmark never touches other data.
@@ -235,6 +238,7 @@ def _drop_mariadb(name: str) -> None:
 
 def run(quick: bool) -> list[Result]:
     n = 30_000 if quick else 200_000
+    rounds = 1 if quick else 3
     latency_s = 3 if quick else 10
     events = _encoded(_events(n))
     results: list[Result] = []
@@ -251,11 +255,17 @@ def run(quick: bool) -> list[Result]:
                 for label, engine in engines:
                     price = R.sqlite_price if engine.dialect.name == "sqlite" else R.mysql_price
                     driver = "sqlite3.executemany" if label == "SQLite" else "PyMySQL executemany"
-                    limit = _raw_limit(engine, _raw_rows(events, price))
-                    rate = _writer_rate(engine, server, events)
+                    raw = _raw_rows(events, price)
+                    limits, rates = [], []
+                    for _ in range(rounds):  # interleaved: a slow spell of the machine hits both
+                        limits.append(_raw_limit(engine, raw))
+                        rates.append(_writer_rate(engine, server, events))
+                    limit, rate = max(limits), max(rates)
+                    each = ", ".join(f"{r / x:.0%}" for r, x in zip(rates, limits))
                     results.append(Result(f"writer rows/s ({label})", rate, limit, "rows/s",
                                           f"raw {driver}",
-                                          note=f"{n:,} mixed events; {rate / limit:.0%} of the raw limit"))
+                                          note=f"{n:,} mixed events, best of {rounds}: {rate / limit:.0%} "
+                                               f"of the raw limit (rounds: {each})"))
                     p99, p50 = _latency_p99(engine, server, 5000, latency_s)
                     results.append(Result(f"writer recv->commit p99 at 5k/s ({label})", p99 * 1000,
                                           1000.0, "ms", "target", higher_is_better=False,
