@@ -6,6 +6,7 @@ A wrong value fails at start-up with a `ConfigError` that names the variable and
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import os
@@ -292,3 +293,15 @@ def load_settings(environ: Mapping[str, str] | None = None,
 def get_settings() -> Settings:
     """The process-wide settings, read once."""
     return load_settings()
+
+
+def finite_number(text: str) -> float:
+    """argparse type of the command-line number options (seconds, rates, minutes): a finite
+    number. `float` alone takes 'nan' and 'inf', which then pass every comparison or none."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value

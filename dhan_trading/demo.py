@@ -30,7 +30,7 @@ import redis
 from sqlalchemy import func, select
 
 from . import bus, exitcodes
-from .config import ConfigError, get_settings, mask_url
+from .config import ConfigError, finite_number, get_settings, mask_url
 from .db_setup import get_engine
 from .logs import setup_logging
 from .schema import EVENT_TABLES, stream_id_to_event_id
@@ -273,7 +273,7 @@ def _interrupt(*_) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dhan_trading demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    parser.add_argument("--duration", type=finite_number, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--mcx", action="store_true", help="add MCX commodities to the universe")
     parser.add_argument("--rate", type=int, default=2000, help="simulator packets/s (default 2000)")
     parser.add_argument("--gui", action="store_true", help="run it under the supervisor with the control center "

@@ -26,7 +26,7 @@ from typing import Any
 import redis
 
 from . import bus, exitcodes
-from .config import ConfigError, Settings, get_settings, mask_url
+from .config import ConfigError, Settings, finite_number, get_settings, mask_url
 from .logs import setup_logging
 
 NOT_RUNNING = 3
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True, metavar="start|stop|status|watch")
     sub.add_parser("start", help="start the embedded Redis unless it runs")
     p_stop = sub.add_parser("stop", help="SHUTDOWN the embedded Redis (its AOF keeps every entry)")
-    p_stop.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default 30)")
+    p_stop.add_argument("--timeout", type=finite_number, default=30.0, help="seconds to wait (default 30)")
     p_status = sub.add_parser("status", help="running or not, pid, socket, memory, AOF, data dir")
     p_status.add_argument("--json", action="store_true", help="one JSON object")
     sub.add_parser("watch", help="the supervisor's redis service: start if needed, then watch it")

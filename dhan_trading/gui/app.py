@@ -14,7 +14,7 @@ from PyQt6.QtCore import QTimer
 from PyQt6.QtWidgets import QApplication, QWidget
 
 from .. import exitcodes
-from ..config import ConfigError, Settings, get_settings
+from ..config import ConfigError, Settings, finite_number, get_settings
 from ..logs import setup_logging
 from . import theme
 
@@ -23,7 +23,7 @@ def window_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("search", nargs="*", help='instrument to open, as typed in the picker ("NIFTY 24000 CE")')
     parser.add_argument("--screenshot", metavar="FILE", help="save the window as a PNG after --after seconds, then exit")
-    parser.add_argument("--after", type=float, default=5.0, help="seconds before --screenshot (default 5)")
+    parser.add_argument("--after", type=finite_number, default=5.0, help="seconds before --screenshot (default 5)")
     return parser
 
 

@@ -27,7 +27,7 @@ from PyQt6.QtNetwork import QLocalServer, QLocalSocket
 from PyQt6.QtWidgets import (QApplication, QLabel, QListWidgetItem, QMainWindow, QMenu, QSystemTrayIcon,
                              QTabWidget, QVBoxLayout, QWidget)
 
-from ..config import DEFAULT_DATA_DIR, DOTENV_PATH, ConfigError, Settings, get_settings
+from ..config import DEFAULT_DATA_DIR, DOTENV_PATH, ConfigError, Settings, finite_number, get_settings
 from ..services.registry import SERVICES, Service
 from ..services.state import FATAL, RUNNING
 from . import theme
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tab", choices=[t.lower() for t in TABS], help="open on this tab")
     parser.add_argument("--screenshot", metavar="FILE", help="save the window as a PNG after --after seconds, "
                         "then exit (a check on a headless machine; the services keep running)")
-    parser.add_argument("--after", type=float, default=5.0, help="seconds before --screenshot (default 5)")
+    parser.add_argument("--after", type=finite_number, default=5.0, help="seconds before --screenshot (default 5)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     app = application()
     settings, error = load_config()

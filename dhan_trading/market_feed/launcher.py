@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Callable
 
 from .. import bus, exitcodes
-from ..config import ConfigError, Settings, get_settings, mask_url
+from ..config import ConfigError, Settings, finite_number, get_settings, mask_url
 from ..logs import setup_logging
 from ..scheduler.calendar import IST, MarketCalendar
 from ..scheduler.plan import DEFAULT_LEAD, next_window, window_at
@@ -42,9 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 description="Dhan market feed for the F&O universe -> Redis pub/sub + streams.")
     p.add_argument("--force", action="store_true", help="run even outside market hours")
     p.add_argument("--mcx", action="store_true", help="add MCX commodities (service fno_mcx_feed)")
-    p.add_argument("--duration", type=float, metavar="S", help="stop cleanly after S seconds")
+    p.add_argument("--duration", type=finite_number, metavar="S", help="stop cleanly after S seconds")
     p.add_argument("--no-capture", action="store_true", help="do not record raw frames under DHAN_DATA_DIR/captures")
-    p.add_argument("--cool-off", type=float, default=FeedOptions.cool_off, metavar="S",
+    p.add_argument("--cool-off", type=finite_number, default=FeedOptions.cool_off, metavar="S",
                    help="wait after Dhan's 805 (too many connections) before reconnecting (default %(default)g)")
     p.add_argument("--buffer-events", type=int, default=FeedOptions.buffer_events, metavar="N",
                    help="events kept in memory while Redis is unreachable (default %(default)s)")

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from typing import Callable, Sequence
 
 from .. import bus
-from ..config import ConfigError, Settings, get_settings
+from ..config import ConfigError, Settings, finite_number, get_settings
 from ..exitcodes import FATAL
 from ..services.registry import SERVICES, Service
 from ..services.supervisor import ServiceError, Supervisor
@@ -179,9 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="with --plan: print JSON")
     p.add_argument("--dry-run", action="store_true", help="log what would be started/stopped, touch nothing")
     p.add_argument("--services", help="comma-separated ids to schedule (default: the registry's scheduled ones)")
-    p.add_argument("--lead-minutes", type=float, default=DEFAULT_LEAD.total_seconds() / 60,
+    p.add_argument("--lead-minutes", type=finite_number, default=DEFAULT_LEAD.total_seconds() / 60,
                    help="start this long before the pre-open (default %(default)g)")
-    p.add_argument("--lag-minutes", type=float, default=DEFAULT_LAG.total_seconds() / 60,
+    p.add_argument("--lag-minutes", type=finite_number, default=DEFAULT_LAG.total_seconds() / 60,
                    help="stop this long after the close (default %(default)g)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     lead, lag = timedelta(minutes=args.lead_minutes), timedelta(minutes=args.lag_minutes)

@@ -34,7 +34,7 @@ from redis.retry import Retry
 from sqlalchemy import func, inspect, select
 
 from .. import bus
-from ..config import mask_url
+from ..config import finite_number, mask_url
 from ..live import day_start_ns
 from ..market_feed.feed import FeedOptions
 from ..scheduler.calendar import ist_today
@@ -655,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
         description="The FNO Services Monitor: feed, Redis, writer and database figures with "
                     "sparklines and warning colours (thresholds: docs/CONTROL_CENTER.md)")
     parser.add_argument("--screenshot", metavar="FILE", help="save the window as a PNG after --after seconds, then exit")
-    parser.add_argument("--after", type=float, default=5.0, help="seconds before --screenshot (default 5)")
+    parser.add_argument("--after", type=finite_number, default=5.0, help="seconds before --screenshot (default 5)")
 
     def make(settings, _args):
         view = MonitorView(settings, heartbeat_service=MONITOR_SERVICE)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import exitcodes
+from ..config import finite_number
 from ..capture import DEPTH, MAIN, read_capture
 from ..protocol.packets import DEPTH_HEADER, DISCONNECT, HEADER, MARKET_STATUS
 from ..protocol.segments import segment_name
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Serve a recorded raw-frame capture as a Dhan feed.")
     parser.add_argument("file", type=Path, help="capture file (DATA_DIR/captures/YYYY-MM-DD.dcap)")
     parser.add_argument("--speed", default="1", help="playback speed factor; 0 or 'max' = as fast as possible")
-    parser.add_argument("--settle", type=float, default=0.3,
+    parser.add_argument("--settle", type=finite_number, default=0.3,
                         help="seconds of quiet after a client's last subscribe before playback starts")
     parser.add_argument("--all", action="store_true",
                         help="send every frame to every client, not only its subscribed instruments")

@@ -29,6 +29,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from .. import exitcodes
+from ..config import finite_number
 from ..capture import DEPTH, MAIN, CaptureWriter
 from ..protocol.packets import encode_depth_disconnect, encode_disconnect, encode_market_status
 from ..protocol.requests import (DEPTH_SUBSCRIBE, DEPTH_UNSUBSCRIBE_CODES, DISCONNECT_REQUEST,
@@ -581,7 +582,7 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any free)")
     parser.add_argument("--sent-log", type=Path, help="append every frame sent to this capture file")
-    parser.add_argument("--ping-interval", type=float, default=10.0, help="seconds between server pings")
+    parser.add_argument("--ping-interval", type=finite_number, default=10.0, help="seconds between server pings")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -591,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dhan_trading simulator",
                                      description="Local Dhan v2 market-feed simulator (synthetic market).")
     add_server_arguments(parser)
-    parser.add_argument("--rate", type=float, default=2000.0, help="total packets per second (default 2000)")
+    parser.add_argument("--rate", type=finite_number, default=2000.0, help="total packets per second (default 2000)")
     parser.add_argument("--seed", type=int, help="random seed: same seed + same subscriptions -> same data")
     parser.add_argument("--instruments", help="compact scrip master CSV (default: DHAN_INSTRUMENTS_CSV if a "
                         "local file, else the bundled sample)")

@@ -17,7 +17,7 @@ import time
 import redis
 
 from .. import bus, exitcodes
-from ..config import ConfigError, get_settings
+from ..config import ConfigError, finite_number, get_settings
 from ..logs import setup_logging
 
 
@@ -36,10 +36,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lag-limit", type=int, default=50_000,
                         help="unhealthy when the group lag (backlog + pending) stays above this many "
                              "entries and keeps rising for --lag-rising-s (default 50000)")
-    parser.add_argument("--lag-limit-s", type=float, default=60.0,
+    parser.add_argument("--lag-limit-s", type=finite_number, default=60.0,
                         help="the same in seconds: the newest entry minus the last one the group "
                              "read (default 60; the only measure on Redis 6.2)")
-    parser.add_argument("--lag-rising-s", type=float, default=30.0,
+    parser.add_argument("--lag-rising-s", type=finite_number, default=30.0,
                         help="see --lag-limit (default 30)")
     parser.add_argument("--trim-maxlen", type=int, default=0,
                         help="also trim the streams to about this many entries, never below what the "

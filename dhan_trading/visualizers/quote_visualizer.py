@@ -52,6 +52,7 @@ from rich.style import Style
 from rich.text import Text
 
 from .. import bus
+from ..config import finite_number
 from ..analytics.clock import IST_OFFSET_S
 from ..analytics.grid import grid_price, units
 from ..live import Event, LiveReader, Status, day_start_ns
@@ -1004,12 +1005,12 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="A live quote board of the instruments the "
                                 "feed records, in the terminal (works over SSH).")
     p.add_argument("--underlying", metavar="NAME", help="show only this underlying (e.g. NIFTY)")
-    p.add_argument("--refresh", type=float, default=5.0, metavar="HZ",
+    p.add_argument("--refresh", type=finite_number, default=5.0, metavar="HZ",
                    help="repaints per second (default 5; events are folded in between)")
     p.add_argument("--once", action="store_true",
                    help="print one snapshot (today's history and what the streams hold) and exit: "
                         "exit 1 when Redis could not be read within --wait")
-    p.add_argument("--wait", type=float, default=20.0, metavar="S",
+    p.add_argument("--wait", type=finite_number, default=20.0, metavar="S",
                    help="with --once: seconds to wait for the data (default 20)")
     p.add_argument("--width", type=int, default=0, metavar="COLUMNS",
                    help="with --once: print this wide (default: the terminal, or 160 in a pipe)")

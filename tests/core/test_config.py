@@ -201,3 +201,43 @@ def test_cli_help_lists_every_command_of_the_design():
     out = subprocess.run([sys.executable, "-m", "dhan_trading", "--help"], capture_output=True, text=True,
                          check=True, cwd=root).stdout
     assert sorted(p for p in programs if p not in out) == []
+
+
+@pytest.mark.parametrize("text, value", [("1.5", 1.5), ("-2", -2.0), ("1e3", 1000.0), ("0", 0.0)])
+def test_finite_number_takes_numbers(text, value):
+    from dhan_trading.config import finite_number
+    assert finite_number(text) == value
+
+
+@pytest.mark.parametrize("text, says", [("nan", "not a finite number"), ("inf", "not a finite number"),
+                                        ("-Infinity", "not a finite number"), ("x", "not a number")])
+def test_finite_number_refuses_nan_inf_and_words(text, says):
+    import argparse
+
+    from dhan_trading.config import finite_number
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        finite_number(text)
+
+
+@pytest.mark.parametrize("module, call, argv", [
+    ("dhan_trading.demo", "main", ["--duration", "nan"]),
+    ("dhan_trading.market_feed.launcher", "parse_args", ["--cool-off", "inf"]),
+    ("dhan_trading.subscribers.fno_db_writer", "parse_args", ["--lag-limit-s", "nan"]),
+    ("dhan_trading.simulator.server", "main", ["--rate", "nan"]),
+    ("dhan_trading.scheduler.market_scheduler", "main", ["--lead-minutes", "nan"]),
+    ("dhan_trading.redis_service", "main", ["stop", "--timeout", "nan"]),
+])
+def test_number_options_refuse_nan_naming_the_option(module, call, argv, capsys):
+    """--duration nan used to be taken: a demo that never stops, a feed that never cools off."""
+    import importlib
+    with pytest.raises(SystemExit) as info:
+        getattr(importlib.import_module(module), call)(argv)
+    assert info.value.code == 2
+    assert f"argument {argv[-2]}: '{argv[-1]}' is not a finite number" in capsys.readouterr().err
+
+
+def test_the_quote_board_refuses_a_nan_refresh_rate(capsys):
+    from dhan_trading.visualizers.quote_visualizer import parser
+    with pytest.raises(SystemExit):
+        parser().parse_args(["--refresh", "nan"])
+    assert "argument --refresh: 'nan' is not a finite number" in capsys.readouterr().err
