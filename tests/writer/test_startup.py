@@ -78,7 +78,7 @@ def test_a_bug_exits_non_zero_with_its_traceback_and_loses_nothing(writers, redi
 
 
 @pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
-def test_rights_revoked_while_running_exit_78_not_an_outage(writers, redis_client, db_url):
+def test_rights_revoked_while_running_exit_78_not_an_outage(writers, redis_client, db_url, stored):
     """A setting that goes wrong later (rights revoked, password changed) is no outage either."""
     import uuid
     from sqlalchemy import create_engine, text
@@ -92,7 +92,9 @@ def test_rights_revoked_while_running_exit_78_not_an_outage(writers, redis_clien
         writers.env["DHAN_DB_URL"] = db_url.replace("root@", f"{user}:{password}@")
         proc = writers.start("--consumer", "w", "--flush-ms", "50")
         first = publish(redis_client, random_events(100))
-        wait_until(lambda: group_pending(redis_client) == 0 and len(first), 30, what="first events stored")
+        # stored and acknowledged (nothing pending also holds before the writer has read them)
+        wait_until(lambda: stored.total() == len(first)
+                   and group_pending(redis_client) == 0, 30, what="first events stored")
         with admin.begin() as conn:
             conn.execute(text(f"REVOKE ALL PRIVILEGES ON `{name}`.* FROM '{user}'@'%'"))
             for (pid,) in conn.execute(text("SELECT id FROM information_schema.processlist "
