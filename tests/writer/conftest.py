@@ -38,3 +38,12 @@ def writers(tmp_path, db_url, redis_url):
     procs = WriterProcesses(env, tmp_path)
     yield procs
     procs.stop_all()
+
+
+@pytest.fixture
+def engine(db_url, settings_env):
+    """The writer's engine on `db_url`, tables created."""
+    from dhan_trading.db_setup import get_engine
+    eng = get_engine(settings=settings_env(DHAN_DB_URL=db_url))
+    yield eng
+    eng.dispose()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from decimal import Decimal
 
 import orjson
@@ -15,47 +14,10 @@ from dhan_trading.db_setup import get_engine
 from dhan_trading.schema import depth, quotes, stream_id_to_event_id, ticks, unpack_levels
 from dhan_trading.subscribers.db_writer import DbWriter, WriterConfig
 from dhan_trading.subscribers.store import EventStore
-from writer_harness import assert_exactly_once, group_pending, wait_until
+from writer_harness import assert_exactly_once, drained, group_pending, running_writer, wait_until
 from writer_events import make_event, publish, publish_raw, random_events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine(db_url, settings_env):
-    eng = get_engine(settings=settings_env(DHAN_DB_URL=db_url))
-    yield eng
-    eng.dispose()
-
-
-@contextmanager
-def running_writer(engine, redis_url, consumer="w1", **config):
-    import redis
-    config.setdefault("flush_ms", 50)
-    writer = DbWriter(lambda: redis.Redis.from_url(redis_url), EventStore(engine),
-                      WriterConfig(consumer=consumer, **config))
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield writer
-    finally:
-        stop.set()
-        thread.join(15)
-        assert not thread.is_alive(), "writer did not stop"
-
-
-def drained(client):
-    """Nothing pending and every entry delivered (works on Redis 6.2, which has no group "lag")."""
-    def done():
-        if group_pending(client):
-            return False
-        for s in bus.STREAMS:
-            last = client.xinfo_stream(s)["last-generated-id"]
-            if any(g["last-delivered-id"] != last for g in client.xinfo_groups(s)):
-                return False
-        return True
-    return done
 
 
 def test_first_start_stores_what_the_streams_already_hold_exactly(engine, redis_client, redis_url, stored):

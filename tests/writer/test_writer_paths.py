@@ -10,55 +10,17 @@ import sqlite3
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 import redis
 from writer_events import publish, random_events
-from writer_harness import assert_exactly_once, group_pending, wait_until
+from writer_harness import assert_exactly_once, drained, group_pending, running_writer, wait_until
 
 from dhan_trading import bus
-from dhan_trading.db_setup import get_engine
 from dhan_trading.subscribers.db_writer import DbWriter, HealthReporter, WriterConfig
 from dhan_trading.subscribers.store import EventStore
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def engine(db_url, settings_env):
-    eng = get_engine(settings=settings_env(DHAN_DB_URL=db_url))
-    yield eng
-    eng.dispose()
-
-
-@contextmanager
-def running_writer(engine, redis_url, consumer="w1", **config):
-    config.setdefault("flush_ms", 50)
-    writer = DbWriter(lambda: redis.Redis.from_url(redis_url, socket_timeout=5), EventStore(engine),
-                      WriterConfig(consumer=consumer, **config))
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    writer.stop_event, writer.thread = stop, thread
-    try:
-        yield writer
-    finally:
-        stop.set()
-        thread.join(20)
-        assert not thread.is_alive(), "writer did not stop"
-
-
-def drained(client):
-    def done():
-        if group_pending(client):
-            return False
-        for s in bus.STREAMS:
-            last = client.xinfo_stream(s)["last-generated-id"]
-            if any(g["last-delivered-id"] != last for g in client.xinfo_groups(s)):
-                return False
-        return True
-    return done
 
 
 def test_a_writer_with_trim_maxlen_trims_what_it_has_stored(engine, redis_client, redis_url, stored):
@@ -228,18 +190,11 @@ def test_an_acknowledgement_that_times_out_is_retried_and_counted_once(engine, r
     """Committed but not acknowledged (Redis stopped answering): the writer says redis_down,
     keeps the committed batch, acknowledges it once Redis answers, and stores nothing twice."""
     published = publish(redis_client, random_events(300, seed=4))
-    writer = DbWriter(lambda: redis.Redis.from_url(redis_url, socket_timeout=1.0),
-                      PausingStore(engine, redis_client, 2500), WriterConfig(consumer="p", flush_ms=50))
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
+    with running_writer(engine, redis_url, "p", store=PausingStore(engine, redis_client, 2500),
+                        socket_timeout=1.0) as writer:
         wait_until(lambda: writer.stats.state == "redis_down", 10, what="the acknowledgement to time out")
         assert writer.stats.rows_total > 0 and "Timeout" in writer.stats.last_error
         wait_until(drained(redis_client), 30, what="the acknowledgement after the pause")
-    finally:
-        stop.set()
-        thread.join(20)
     assert writer.stats.acked_total == writer.stats.rows_total == 300
     assert_exactly_once(stored, published)
 
@@ -248,16 +203,12 @@ def test_stopping_with_an_acknowledgement_outstanding_acknowledges_it_first(engi
     """SIGTERM arrives while Redis is frozen after a commit: the writer retries the
     acknowledgement while stopping (within its 5 s), so nothing is left pending to replay."""
     published = publish(redis_client, random_events(200, seed=6))
-    writer = DbWriter(lambda: redis.Redis.from_url(redis_url, socket_timeout=1.0),
-                      PausingStore(engine, redis_client, 2000), WriterConfig(consumer="q", flush_ms=50,
-                                                                             batch_rows=10_000))
-    stop = threading.Event()
-    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
-    thread.start()
-    wait_until(lambda: writer.stats.state == "redis_down", 10, what="the acknowledgement to time out")
-    stop.set()
-    thread.join(20)
-    assert not thread.is_alive()
+    with running_writer(engine, redis_url, "q", store=PausingStore(engine, redis_client, 2000),
+                        socket_timeout=1.0, batch_rows=10_000) as writer:
+        wait_until(lambda: writer.stats.state == "redis_down", 10, what="the acknowledgement to time out")
+        writer.stop_event.set()
+        writer.thread.join(20)
+        assert not writer.thread.is_alive()
     assert writer.stats.state == "stopped" and writer.stats.acked_total == writer.stats.rows_total == 200
     assert group_pending(redis_client) == 0
     assert_exactly_once(stored, published)

@@ -6,12 +6,15 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
 from dhan_trading import bus
 from dhan_trading.schema import stream_id_to_event_id
+from dhan_trading.subscribers.db_writer import DbWriter, WriterConfig
+from dhan_trading.subscribers.store import EventStore
 
 REPO = Path(__file__).resolve().parents[2]
 TABLES = ("dhan_ticks", "dhan_quotes", "dhan_depth")
@@ -120,3 +123,37 @@ class Publisher(threading.Thread):
         self.halt.set()
         self.join(10)
         return self.published
+
+
+@contextmanager
+def running_writer(engine, redis_url, consumer="w1", store=None, socket_timeout=5.0, **config):
+    """A DbWriter running in a thread of this process (flush every 50 ms unless said; `store`:
+    an EventStore of the test's own); its `stop_event` and `thread` let a test stop it early.
+    Stopped and joined on leaving."""
+    import redis
+    config.setdefault("flush_ms", 50)
+    writer = DbWriter(lambda: redis.Redis.from_url(redis_url, socket_timeout=socket_timeout),
+                      store or EventStore(engine), WriterConfig(consumer=consumer, **config))
+    stop = threading.Event()
+    thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
+    thread.start()
+    writer.stop_event, writer.thread = stop, thread
+    try:
+        yield writer
+    finally:
+        stop.set()
+        thread.join(20)
+        assert not thread.is_alive(), "writer did not stop"
+
+
+def drained(client):
+    """Nothing pending and every entry delivered (works on Redis 6.2, which has no group "lag")."""
+    def done():
+        if group_pending(client):
+            return False
+        for s in bus.STREAMS:
+            last = client.xinfo_stream(s)["last-generated-id"]
+            if any(g["last-delivered-id"] != last for g in client.xinfo_groups(s)):
+                return False
+        return True
+    return done
