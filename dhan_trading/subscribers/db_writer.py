@@ -59,7 +59,7 @@ GC_GEN0_THRESHOLD = 50_000
 @dataclass(frozen=True)
 class WriterConfig:
     consumer: str
-    batch_rows: int = 5000
+    batch_rows: int = 5000  # of each stream (table) per commit
     flush_ms: int = 200
     max_buffer_rows: int = 50_000
     claim_idle_ms: int = 15_000
@@ -119,6 +119,10 @@ class Batch:
     dead: list[DeadLetter] = field(default_factory=list)
     count: int = 0
     started: float = 0.0  # monotonic time of the first entry
+
+    def most(self) -> int:
+        """Entries of the stream with the most in this batch."""
+        return max(map(len, self.ids.values()), default=0)
 
     def add(self, stream: str, entries: list, price: R.PriceCodec, held: set[bytes]) -> None:
         """Add entries not in `held` (the ids this writer holds unacknowledged; updated)."""
@@ -259,11 +263,14 @@ class DbWriter:
         if now >= self.next_claim and not db_down:
             self.next_claim = now + self.config.claim_every_s
             self.claim_orphans()
-        # Up to one batch normally; while the database is down, on to max_buffer_rows, then
-        # stop. COUNT applies to each stream, hence the division.
-        limit = self.config.max_buffer_rows if db_down else self.config.batch_rows
+        # COUNT applies to each stream: up to batch_rows of each normally (a table's rows per
+        # commit); while the database is down, on to max_buffer_rows in all, then stop.
+        n = len(self.config.streams)
         room = self.config.max_buffer_rows - self._held_rows()  # a commit under way counts too
-        count = min(limit - self.batch.count, room) // len(self.config.streams)
+        if db_down:
+            count = min(self.config.max_buffer_rows - self.batch.count, room) // n
+        else:
+            count = min(self.config.batch_rows - self.batch.most(), room // n)
         if count > 0:
             if not self.writing:
                 self._read(count, self._wait_ms(now))
@@ -296,14 +303,14 @@ class DbWriter:
         return max(1, int((due - now) * 1000))
 
     def _full(self, rows: int) -> bool:
-        """Full enough: the next read could add less than a quarter of a batch (COUNT applies
-        to each stream, so reads bring ever fewer rows as a batch fills; each is a round trip)."""
-        return rows > self.config.batch_rows - max(len(self.config.streams), self.config.batch_rows // 4)
+        """Full enough, `rows` being the entries of the batch's fullest stream: the next read
+        could add less than a quarter of batch_rows (each read is a round trip)."""
+        return rows > self.config.batch_rows - max(1, self.config.batch_rows // 4)
 
     def _flush_due(self) -> bool:
         if not self.batch.count or time.monotonic() < self.db_retry_at:
             return False
-        return (self._full(self.batch.count) or self.caught_up
+        return (self._full(self.batch.most()) or self.caught_up
                 or time.monotonic() - self.batch.started >= self.config.flush_ms / 1000)
 
     def _read(self, count: int, block_ms: int | None) -> int:
@@ -317,7 +324,7 @@ class DbWriter:
             reply = self._receive_prefetch()
         if reply and not replaying and max(len(entries) for _, entries in reply) >= count:
             self.backlog = True
-            self._send_prefetch(sum(len(entries) for _, entries in reply))
+            self._send_prefetch(reply)
         elif self.backlog and not replaying:
             self.backlog, self.caught_up = False, True
         got = {}
@@ -332,18 +339,19 @@ class DbWriter:
                     self.cursor[stream] = entries[-1][0] if entries else ">"
         return sum(len(entries) for entries in got.values())
 
-    def _send_prefetch(self, coming: int) -> None:
+    def _send_prefetch(self, reply: list) -> None:
         """With a backlog (a reply as long as asked), ask Redis for the next entries before
-        converting the `coming` ones just received: Redis prepares them meanwhile, on the other
+        converting the ones just received (`reply`): Redis prepares them meanwhile, on the other
         core. Not blocking: the reply is whatever is there already."""
         if time.monotonic() < self.db_retry_at:
             return
-        n = len(self.config.streams)
-        rows = self.batch.count + coming
-        if self._full(rows):  # that batch is flushed before the next read
-            rows = 0
+        ids = self.batch.ids
+        coming = sum(len(entries) for _, entries in reply)
+        most = max([self.batch.most(), *(len(ids.get(_text(s), ())) + len(e) for s, e in reply)])
+        if self._full(most):  # that batch is flushed before the next read
+            most = 0
         room = self.config.max_buffer_rows - self._held_rows() - coming
-        count = min(self.config.batch_rows - rows, room) // n
+        count = min(self.config.batch_rows - most, room // len(self.config.streams))
         if count <= 0:
             return
         self._send_read(count, None)

@@ -126,14 +126,15 @@ class Publisher(threading.Thread):
 
 
 @contextmanager
-def running_writer(engine, redis_url, consumer="w1", store=None, socket_timeout=5.0, **config):
+def running_writer(engine, redis_url, consumer="w1", store=None, socket_timeout=5.0, on_commit=None,
+                   **config):
     """A DbWriter running in a thread of this process (flush every 50 ms unless said; `store`:
-    an EventStore of the test's own); its `stop_event` and `thread` let a test stop it early.
-    Stopped and joined on leaving."""
+    an EventStore of the test's own; `on_commit`: DbWriter's); its `stop_event` and `thread`
+    let a test stop it early. Stopped and joined on leaving."""
     import redis
     config.setdefault("flush_ms", 50)
     writer = DbWriter(lambda: redis.Redis.from_url(redis_url, socket_timeout=socket_timeout),
-                      store or EventStore(engine), WriterConfig(consumer=consumer, **config))
+                      store or EventStore(engine), WriterConfig(consumer=consumer, **config), on_commit)
     stop = threading.Event()
     thread = threading.Thread(target=writer.run, args=(stop,), daemon=True)
     thread.start()
