@@ -167,7 +167,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
                   "not acknowledged: a longer stream is a writer behind"),
     Threshold("writer.lag_s", "above", warn=2, critical=10, unit=" s", why="rows reach the database late"),
     Threshold("writer.pending", "rising", warn=_BATCH, critical=120, window_s=30,
-              why=f"more than a batch ({_BATCH:,}) delivered and not acknowledged, and growing: "
+              why=f"more than a commit of one stream ({_BATCH:,}) delivered and not acknowledged, and growing: "
                   "the database does not keep up (or is down)"),
     Threshold("writer.pending", "above", warn=0.9 * _BUFFER,
               why=f"the writer's buffer ({_BUFFER:,} rows) is full: it reads nothing more until the database "
