@@ -26,7 +26,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      description="Store every event of the Redis streams in the database.")
     parser.add_argument("--consumer", default=f"{socket.gethostname()}-{os.getpid()}",
                         help="this writer's name in the consumer group (default hostname-pid)")
-    parser.add_argument("--batch", type=int, default=5000, help="rows of each stream (table) per commit at most (default 5000)")
+    parser.add_argument("--batch", type=int, default=5000,
+                        help="rows of each stream (table) per commit at most (default 5000)")
     parser.add_argument("--flush-ms", type=int, default=200,
                         help="commit at least this often while events arrive (default 200)")
     parser.add_argument("--max-buffer", type=int, default=50_000,
