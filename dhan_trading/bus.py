@@ -63,6 +63,11 @@ EVENT_STREAM = {t: CHANNEL_STREAM[c] for t, c in EVENT_CHANNEL.items()}
 STREAM_FIELD = b"data"
 
 
+def text(value: Any) -> str:
+    """A value of a Redis reply (bytes unless decode_responses) as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def health_key(service: str) -> str:
     return HEALTH_PREFIX + service
 

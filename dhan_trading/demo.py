@@ -155,10 +155,10 @@ class Demo:
         committed it): nothing left for it, whatever earlier runs left behind."""
         for stream in TABLES:
             groups = [g for g in self.redis.xinfo_groups(stream)
-                      if _text(g["name"]) == bus.WRITER_GROUP]
+                      if bus.text(g["name"]) == bus.WRITER_GROUP]
             info = _stream_info(self.redis, stream)
             if not groups or groups[0]["pending"] or (
-                    info and _text(groups[0]["last-delivered-id"]) != _text(info["last-generated-id"])):
+                    info and bus.text(groups[0]["last-delivered-id"]) != bus.text(info["last-generated-id"])):
                 return False
         return True
 
@@ -261,9 +261,6 @@ def _added(info: dict | None) -> int:
     added = info.get("entries-added")
     return int(added) if added is not None else int(info["length"])
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _interrupt(*_) -> None:

@@ -108,7 +108,7 @@ def safe_points(client: redis.Redis, streams: Sequence[str], group: str = bus.WR
         except redis.ResponseError:  # no such stream yet
             out[stream] = None
             continue
-        mine = [g for g in groups if _text(g.get("name")) == group]
+        mine = [g for g in groups if bus.text(g.get("name")) == group]
         if not mine:
             out[stream] = None
             continue
@@ -138,9 +138,6 @@ def handover_points(client: redis.Redis, streams: Sequence[str], group: str = bu
     cut = min(behind, default=None)
     return {s: p if p is None or cut is None else min(p, cut) for s, p in points.items()}
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def read_history(engine: Engine, day: date, points: dict[str, int | None],
@@ -253,14 +250,14 @@ class LiveReader(threading.Thread):
             # A stream that filled its COUNT may have older entries still unread than another
             # stream's newest: deliver only up to the oldest such horizon and read the rest
             # again next time, so events of all streams arrive in one event_id order.
-            full = [_text(entries[-1][0]) for _, entries in reply if len(entries) >= self.batch_size]
+            full = [bus.text(entries[-1][0]) for _, entries in reply if len(entries) >= self.batch_size]
             horizon = min(full, key=_id_key) if full else None
             events: list[Event] = []
             malformed = 0
             for stream, entries in reply:
-                stream = _text(stream)
+                stream = bus.text(stream)
                 for entry_id, fields in entries:
-                    if horizon is not None and _id_key(_text(entry_id)) > _id_key(horizon):
+                    if horizon is not None and _id_key(bus.text(entry_id)) > _id_key(horizon):
                         break
                     try:
                         event = bus.decode(fields[bus.STREAM_FIELD])
@@ -272,7 +269,7 @@ class LiveReader(threading.Thread):
                         event["stream"] = stream
                         events.append(event)
                 if entries:
-                    last = _text(entries[-1][0])
+                    last = bus.text(entries[-1][0])
                     self.last_ids[stream] = last if horizon is None else min(last, horizon, key=_id_key)
             self._set(last_entry_at=time.time(), malformed=self.status.malformed + malformed)
             if events:

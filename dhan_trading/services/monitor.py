@@ -458,9 +458,6 @@ COUNT_CAP = 50_000
 _CLOCK_MARGIN_MS = 60_000
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
 
 @dataclass
 class _StreamLook:
@@ -542,8 +539,8 @@ class Collector:
         length = int(info["length"])
         if "entries-added" in info:  # Redis >= 7 counts for us
             return {"length": length, "added": int(info["entries-added"])}
-        first = _text(info["first-entry"][0]) if info.get("first-entry") else None
-        last = _text(info["last-generated-id"])
+        first = bus.text(info["first-entry"][0]) if info.get("first-entry") else None
+        last = bus.text(info["last-generated-id"])
         before = self._looks.get(stream)
         if before is None or _id(last) < _id(before.last):
             added = length          # first look, or a new stream: a baseline

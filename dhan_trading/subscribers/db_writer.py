@@ -329,7 +329,7 @@ class DbWriter:
             self.backlog, self.caught_up = False, True
         got = {}
         for stream, entries in reply or ():
-            stream = _text(stream)
+            stream = bus.text(stream)
             got[stream] = entries
             self.batch.add(stream, entries, self.store.price, self.held[stream])
         if replaying:
@@ -347,7 +347,7 @@ class DbWriter:
             return
         ids = self.batch.ids
         coming = sum(len(entries) for _, entries in reply)
-        most = max([self.batch.most(), *(len(ids.get(_text(s), ())) + len(e) for s, e in reply)])
+        most = max([self.batch.most(), *(len(ids.get(bus.text(s), ())) + len(e) for s, e in reply)])
         if self._full(most):  # that batch is flushed before the next read
             most = 0
         room = self.config.max_buffer_rows - self._held_rows() - coming
@@ -409,7 +409,7 @@ class DbWriter:
         died). Our own pending entries are never claimed: we read them with cursor "0"."""
         for stream in self.config.streams:
             for consumer in self.client.xinfo_consumers(stream, self.config.group):
-                name = _text(consumer["name"])
+                name = bus.text(consumer["name"])
                 if name == self.config.consumer:
                     continue
                 if consumer["pending"]:
@@ -432,7 +432,7 @@ class DbWriter:
             claimed += len(entries)
             if len(idle) < count:
                 break
-            start = "(" + _text(idle[-1]["message_id"])
+            start = "(" + bus.text(idle[-1]["message_id"])
         if claimed:
             log.info("claimed %d entries of %s left pending by consumer %s", claimed, stream, consumer)
 
@@ -564,7 +564,7 @@ class DbWriter:
                 reply = self._receive_prefetch()
                 if flush:
                     for stream, entries in reply or ():
-                        self.batch.add(_text(stream), entries, self.store.price, self.held[_text(stream)])
+                        self.batch.add(bus.text(stream), entries, self.store.price, self.held[bus.text(stream)])
             except redis.RedisError as exc:
                 self._error("redis_down", exc)
         while time.monotonic() < deadline and ((flush and self.batch.count) or self.acks or self.writing):
@@ -630,12 +630,12 @@ class DbWriter:
         for summary, groups, info in zip(replies[::3], replies[1::3], replies[2::3]):
             if isinstance(summary, dict):
                 pending += summary.get("pending", 0)
-            mine = [g for g in groups if _text(g.get("name")) == self.config.group] \
+            mine = [g for g in groups if bus.text(g.get("name")) == self.config.group] \
                 if isinstance(groups, list) else []
             lag = mine[0].get("lag") if mine else None
             backlog = None if backlog is None or lag is None else backlog + lag
             if mine and isinstance(info, dict):
-                newest, read = (_text(i).partition("-")[0]
+                newest, read = (bus.text(i).partition("-")[0]
                                 for i in (info["last-generated-id"], mine[0]["last-delivered-id"]))
                 behind_ms = max(behind_ms, int(newest) - int(read))
         s = self.stats
@@ -650,9 +650,6 @@ class DbWriter:
             "errors": s.errors, "last_error": s.last_error, "poison_total": s.poison_total,
         }
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class LagWatch:

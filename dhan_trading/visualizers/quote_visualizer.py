@@ -749,7 +749,7 @@ class SnapshotReader(LiveReader):
             newest = client.xrevrange(stream, count=1)
             start = day_id
             if newest:
-                ms = _id_key(_text(newest[0][0]))[0] - REPLAY_MS
+                ms = _id_key(bus.text(newest[0][0]))[0] - REPLAY_MS
                 start = max(day_id, (ms, 0))
             starts[stream] = f"{start[0]}-{start[1]}"
         events, malformed = [], 0
@@ -769,9 +769,6 @@ class SnapshotReader(LiveReader):
         events.sort(key=lambda e: e["recv_ts"])
         return events, starts, malformed
 
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class BoardFeed:
