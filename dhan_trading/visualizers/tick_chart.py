@@ -637,7 +637,7 @@ class TickChartWindow(LiveWindow):
         self.volumes.sync()
         self.counter.setText(f"{m.forming_ticks} / {m.ticks_per_bar} ticks")
         kept = m.closed_total - m.first_index
-        self.summary.setText(f"{kept:,} bars kept (cap {m.max_bars:,})"
+        self.summary.setText(f"{kept:,} bar{'' if kept == 1 else 's'} kept (cap {m.max_bars:,})"
                              + (f" · {m.first_index:,} older dropped" if m.first_index else "")
                              + (f" · {len(m.gaps)} gap{'s' if len(m.gaps) != 1 else ''}" if m.gaps else ""))
         self._draw_gaps()

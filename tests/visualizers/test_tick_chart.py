@@ -256,6 +256,27 @@ def test_window_history_then_live_draws_the_independent_bars(qtbot, own_redis, s
 
 @pytest.mark.gui
 @pytest.mark.integration
+def test_the_summary_says_one_bar_in_the_singular(qtbot, own_redis, settings_env):
+    events = session(NIFTY_FUT, 3000, seed=8)
+    builder = TickBarBuilder(233)
+    for n, u in enumerate(updates(events), 1):  # up to the update that closes the first bar
+        builder.add(*u)
+        if len(builder.bars()) == 2:
+            break
+    client = redis.Redis.from_url(own_redis.url)
+    publish(client, events[:n])
+    window = make_window(window_env(settings_env, own_redis.url))
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.model.updates == n, timeout=30_000)
+    window.redraw()
+    assert window.summary.text() == "1 bar kept (cap 10,000)"
+    client.close()
+    window.close()
+
+
+@pytest.mark.gui
+@pytest.mark.integration
 def test_window_settings_picker_gap_garbage_and_redis_restart(qtbot, own_redis, settings_env):
     client = redis.Redis.from_url(own_redis.url)
     window = make_window(window_env(settings_env, own_redis.url))
