@@ -68,6 +68,14 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def info_status(info: dict[str, Any]) -> dict[str, Any]:
+    """What `redis status` shows of a server that answered INFO (the asking client not counted)."""
+    return {"running": True, "pid": info["process_id"], "version": info["redis_version"],
+            "uptime_s": info["uptime_in_seconds"], "clients": info["connected_clients"] - 1,
+            "used_memory": info["used_memory"], "used_memory_human": info["used_memory_human"],
+            "aof_enabled": bool(info["aof_enabled"]), "aof_last_write_status": info.get("aof_last_write_status")}
+
+
 def health_key(service: str) -> str:
     return HEALTH_PREFIX + service
 
@@ -311,12 +319,7 @@ class EmbeddedRedis:
             return out
         finally:
             client.close()
-        out.update(running=True, pid=info["process_id"], version=info["redis_version"],
-                   uptime_s=info["uptime_in_seconds"], clients=info["connected_clients"] - 1,  # not us
-                   used_memory=info["used_memory"], used_memory_human=info["used_memory_human"],
-                   aof_enabled=bool(info["aof_enabled"]),
-                   aof_last_write_status=info.get("aof_last_write_status"),
-                   aof_size=self.aof.stat().st_size if self.aof.exists() else 0)
+        out.update(info_status(info), aof_size=self.aof.stat().st_size if self.aof.exists() else 0)
         return out
 
     def stop(self, timeout: float = 30.0) -> bool:

@@ -53,11 +53,7 @@ def _configured_status(settings: Settings) -> dict[str, Any]:
         return {**out, "error": str(exc)}
     finally:
         client.close()
-    return {**out, "running": True, "pid": info["process_id"], "version": info["redis_version"],
-            "uptime_s": info["uptime_in_seconds"], "clients": info["connected_clients"] - 1,
-            "used_memory": info["used_memory"], "used_memory_human": info["used_memory_human"],
-            "aof_enabled": bool(info["aof_enabled"]),
-            "aof_last_write_status": info.get("aof_last_write_status")}
+    return {**out, **bus.info_status(info)}
 
 
 def status(settings: Settings, as_json: bool) -> int:

@@ -243,6 +243,16 @@ def test_cli_status_start_stop(data_dir):
     assert _cli(data_dir, "status", REDIS_URL="redis://127.0.0.1:1/0").returncode == 3
 
 
+def test_cli_status_of_a_configured_redis(data_dir, redis_url):
+    result = _cli(data_dir, "status", "--json", REDIS_URL=redis_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    st = json.loads(result.stdout)
+    info = redis.Redis.from_url(redis_url).info()
+    assert st["running"] and st["configured"] and st["url"] == redis_url
+    assert st["pid"] == info["process_id"] and st["version"] == info["redis_version"]
+    assert st["used_memory"] > 0 and st["clients"] >= 0 and st["aof_enabled"] == bool(info["aof_enabled"])
+
+
 def _heartbeat(data_dir: Path) -> dict | None:
     try:
         return bus.read_health(_client(data_dir), "redis")
