@@ -61,7 +61,11 @@ class WriterConfig:
     consumer: str
     batch_rows: int = 5000  # of each stream (table) per commit
     flush_ms: int = 200
-    max_buffer_rows: int = 50_000
+    # Rows read and not yet committed (the batch being filled and the one committing) at most.
+    # A backlog alone takes up to three batches of each busy stream (committing, filling, read
+    # ahead): 45,000 pending entries with ticks, quotes and depth behind; the buffer leaves room
+    # for that, so it fills (and the monitor warns) only when the database does not take rows.
+    max_buffer_rows: int = 100_000
     claim_idle_ms: int = 15_000
     trim_maxlen: int = 0  # 0: the writer leaves trimming to the feed
     streams: tuple[str, ...] = bus.STORED_STREAMS

@@ -30,8 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="rows of each stream (table) per commit at most (default 5000)")
     parser.add_argument("--flush-ms", type=int, default=200,
                         help="commit at least this often while events arrive (default 200)")
-    parser.add_argument("--max-buffer", type=int, default=50_000,
-                        help="rows held while the database is down before reading stops (default 50000)")
+    parser.add_argument("--max-buffer", type=int, default=100_000,
+                        help="rows held while the database is down before reading stops (default 100000)")
     parser.add_argument("--claim-idle-ms", type=int, default=15_000,
                         help="take over entries another consumer left pending this long (default 15000)")
     parser.add_argument("--lag-limit", type=int, default=50_000,

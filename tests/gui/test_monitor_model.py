@@ -107,7 +107,8 @@ def test_pending_warns_only_when_above_a_batch_and_growing_for_30_s():
     assert rising.judge("writer.pending").level == WARN and "rising for 30 s" in rising.judge("writer.pending").reason
     assert model_of(range(6_000, 6_000 + 20 * 50, 50)).judge("writer.pending").level == OK  # only 20 s of data
     assert model_of(range(6_000, 6_000 + 130 * 50, 50)).judge("writer.pending").level == BAD
-    full = model_of([50_000] * 5)  # the writer's buffer is full (the database does not take rows)
+    assert model_of([60_000] * 5).judge("writer.pending").level == OK  # catching up, four streams behind
+    full = model_of([100_000] * 5)  # the writer's buffer is full (the database does not take rows)
     assert full.judge("writer.pending").level == WARN and "buffer" in full.judge("writer.pending").reason
     dipped = [7_000] * 10 + [100] + list(range(7_000, 7_000 + 29 * 50, 50))  # emptied 29 s ago
     assert model_of(dipped).judge("writer.pending").level == OK
