@@ -180,7 +180,7 @@ class Beats(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.is_set():
-            for record in self.records.values():
+            for record in list(self.records.values()):  # the test changes them meanwhile
                 try:
                     bus.publish_health(self.client, {**record, "ts": time.time()})
                 except Exception:  # noqa: BLE001 - Redis killed by the test
