@@ -262,7 +262,6 @@ def _added(info: dict | None) -> int:
     return int(added) if added is not None else int(info["length"])
 
 
-
 def _interrupt(*_) -> None:
     """SIGTERM and SIGHUP stop the demo the same orderly way as Ctrl-C."""
     raise KeyboardInterrupt

@@ -139,7 +139,6 @@ def handover_points(client: redis.Redis, streams: Sequence[str], group: str = bu
     return {s: p if p is None or cut is None else min(p, cut) for s, p in points.items()}
 
 
-
 def read_history(engine: Engine, day: date, points: dict[str, int | None],
                  instruments: set[Instrument] | None = None) -> list[Event]:
     """The stored events of `day` (IST) on each stream of `points`, up to its event_id (None: no

@@ -458,7 +458,6 @@ COUNT_CAP = 50_000
 _CLOCK_MARGIN_MS = 60_000
 
 
-
 @dataclass
 class _StreamLook:
     length: int

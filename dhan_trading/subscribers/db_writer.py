@@ -655,7 +655,6 @@ class DbWriter:
         }
 
 
-
 class LagWatch:
     """Judges whether a lag is growing past a bound: above `limit` and higher than it was
     `rising_s` seconds ago, with every sample in between above `limit`. A large lag that is

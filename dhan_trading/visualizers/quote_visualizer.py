@@ -770,7 +770,6 @@ class SnapshotReader(LiveReader):
         return events, starts, malformed
 
 
-
 class BoardFeed:
     """The reader thread and the queue the render loop drains (gui.bridge.LiveFeed's job, with
     the board's choice of reader)."""
